@@ -1,0 +1,17 @@
+"""Celery tasks: thin wrappers that call the stage functions with a job id."""
+
+from celery import shared_task
+
+from . import ingest, selection
+
+
+@shared_task(name="curation.tasks.ingest_source", acks_late=True)
+def ingest_source(run_id: int) -> None:
+    """Run one IngestRun (a redelivered task finds it claimed or finished and does nothing)."""
+    ingest.run_ingest(run_id)
+
+
+@shared_task(name="curation.tasks.run_selection", acks_late=True)
+def run_selection(run_id: int) -> None:
+    """Embed the pool and pick a KCenterGreedy coreset for one SelectionRun."""
+    selection.run_selection(run_id)

@@ -1,0 +1,1 @@
+"""Dataset versions, training and evaluation runs live here (later issues)."""

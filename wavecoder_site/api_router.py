@@ -1,0 +1,12 @@
+"""All API endpoints in one router, under /api/."""
+
+from rest_framework.routers import DefaultRouter
+
+from curation import api as curation_api
+
+router = DefaultRouter()
+router.register("samples", curation_api.CodeSampleViewSet, basename="sample")
+router.register("ingest-runs", curation_api.IngestRunViewSet, basename="ingest-run")
+router.register("selection-runs", curation_api.SelectionRunViewSet, basename="selection-run")
+
+urlpatterns = router.urls
