@@ -7,8 +7,20 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from . import launch
-from .models import CodeSample, IngestRun, SelectionPick, SelectionRun
+from . import catalog, generation, launch
+from .models import (
+    CodeSample,
+    CodeTask,
+    GenerationJob,
+    IngestRun,
+    Instance,
+    PrincipleVersion,
+    RuleVerdict,
+    SelectionPick,
+    SelectionRun,
+    TaskPromptVersion,
+    Verdict,
+)
 from .roles import IsCurator
 
 _JOB_FIELDS = [
@@ -166,3 +178,226 @@ class SelectionRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
         rows = self.get_object().pick_rows.order_by("rank")
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(SelectionPickSerializer(page, many=True).data)
+
+
+# --- Stage 2 --------------------------------------------------------------------------------------
+
+
+class PromptVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TaskPromptVersion
+        fields = ["id", "version", "definition", "requirements", "note", "created_at"]
+        read_only_fields = ["id", "version", "created_at"]
+
+
+class PrincipleVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PrincipleVersion
+        fields = ["id", "version", "rules", "note", "created_at"]
+        read_only_fields = ["id", "version", "created_at"]
+
+
+class CodeTaskSerializer(serializers.ModelSerializer):
+    current_prompt = PromptVersionSerializer(read_only=True)
+    current_principles = PrincipleVersionSerializer(read_only=True)
+
+    class Meta:
+        model = CodeTask
+        fields = ["slug", "name", "current_prompt", "current_principles"]
+
+
+class CodeTaskViewSet(viewsets.ReadOnlyModelViewSet):
+    """The four tasks with their current prompt and principles; POST new versions to edit them."""
+
+    queryset = CodeTask.objects.select_related("current_prompt", "current_principles")
+    serializer_class = CodeTaskSerializer
+    permission_classes = [IsCurator]
+    lookup_field = "slug"
+
+    @extend_schema(request=PromptVersionSerializer, responses={201: PromptVersionSerializer})
+    @action(detail=True, methods=["post"], url_path="prompt-versions")
+    def prompt_versions(self, request, slug=None):
+        """Save a new prompt version (definition + requirements) and make it current."""
+        params = PromptVersionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            version = catalog.new_prompt_version(
+                self.get_object(), user=request.user, **params.validated_data
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"detail": str(exc)})
+        return Response(PromptVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=PrincipleVersionSerializer, responses={201: PrincipleVersionSerializer})
+    @action(detail=True, methods=["post"], url_path="principle-versions")
+    def principle_versions(self, request, slug=None):
+        """Save a new principle version (a list of {id, question}) and make it current."""
+        params = PrincipleVersionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        rules = params.validated_data["rules"]
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            raise serializers.ValidationError({"rules": "A list of {id, question} objects."})
+        try:
+            version = catalog.new_principle_version(
+                self.get_object(), rules=rules, user=request.user, note=params.validated_data.get("note", "")
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"detail": str(exc)})
+        return Response(PrincipleVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobSerializer(serializers.ModelSerializer):
+    counts = serializers.SerializerMethodField()
+    estimated_cost_usd = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id",
+            "selection_run",
+            "tasks",
+            "samples_per_task",
+            "instances_per_sample",
+            "generator_model",
+            "discriminator_model",
+            "concurrency",
+            "execute",
+            "few_shot",
+            "paused",
+            "prompt_tokens",
+            "completion_tokens",
+            "counts",
+            "estimated_cost_usd",
+            *_JOB_FIELDS,
+        ]
+        read_only_fields = ["paused", "prompt_tokens", "completion_tokens", *_JOB_FIELDS]
+        extra_kwargs = {
+            "generator_model": {"required": False},
+            "discriminator_model": {"required": False},
+            "concurrency": {"required": False},
+        }
+
+    def get_counts(self, job) -> dict:
+        return vars(generation.job_counts(job))
+
+    def get_estimated_cost_usd(self, job) -> float | None:
+        return generation.job_cost(job)
+
+
+class GenerationJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Generation jobs: POST to start one; `pause/`, `resume/`, `cancel/`, `retry/` to control it."""
+
+    queryset = GenerationJob.objects.all()
+    serializer_class = GenerationJobSerializer
+    permission_classes = [IsCurator]
+
+    def create(self, request, *args, **kwargs):
+        params = self.get_serializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        try:
+            job = launch.start_generation(user=request.user, **data)
+        except ValueError as exc:
+            raise serializers.ValidationError({"detail": str(exc)})
+        return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
+
+    def _control(self, action_name: str) -> Response:
+        job = self.get_object()
+        try:
+            message = launch.control_generation(job, action_name)
+        except ValueError as exc:
+            raise serializers.ValidationError({"detail": str(exc)})
+        job.refresh_from_db()
+        return Response({"detail": message, "job": self.get_serializer(job).data})
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._control("pause")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._control("resume")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._control("cancel")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        return self._control("retry")
+
+
+class RuleVerdictSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RuleVerdict
+        fields = ["rule_id", "question", "passed", "reason"]
+
+
+class VerdictSerializer(serializers.ModelSerializer):
+    rules = RuleVerdictSerializer(many=True, read_only=True)
+    principle_version = serializers.IntegerField(source="principle_version.version", read_only=True)
+
+    class Meta:
+        model = Verdict
+        fields = ["id", "model", "passed", "reasons", "principle_version", "rules", "created_at"]
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    task = serializers.CharField(source="task.slug", read_only=True)
+    prompt_version = serializers.IntegerField(source="prompt_version.version", read_only=True)
+    verdict = VerdictSerializer(read_only=True)
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id",
+            "job",
+            "sample",
+            "task",
+            "prompt_version",
+            "generator_model",
+            "sample_index",
+            "status",
+            "stage",
+            "failure",
+            "language",
+            "target_language",
+            "instruction",
+            "input",
+            "output",
+            "explanation",
+            "tests",
+            "checks",
+            "failed_check",
+            "execution_status",
+            "execution_detail",
+            "passed",
+            "verdict",
+            "created_at",
+            "finished_at",
+        ]
+
+
+class InstanceViewSet(viewsets.ReadOnlyModelViewSet):
+    """Generated instances with their checks and verdicts. Filters: job, task, status, passed."""
+
+    serializer_class = InstanceSerializer
+    permission_classes = [IsCurator]
+
+    def get_queryset(self):
+        rows = Instance.objects.select_related("task", "prompt_version", "verdict__principle_version")
+        rows = rows.prefetch_related("verdict__rules").order_by("id")
+        params = self.request.query_params
+        if params.get("job", "").isdigit():
+            rows = rows.filter(job_id=int(params["job"]))
+        if params.get("task"):
+            rows = rows.filter(task__slug=params["task"])
+        if params.get("status"):
+            rows = rows.filter(status=params["status"])
+        if params.get("passed") in ("true", "false"):
+            rows = rows.filter(passed=params["passed"] == "true")
+        return rows

@@ -44,3 +44,60 @@ class SelectionForm(forms.Form):
     def __init__(self, *args, languages: list[str] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["languages"].choices = [(lang, lang) for lang in languages]
+
+
+class GenerationJobForm(forms.Form):
+    selection_run = forms.ModelChoiceField(queryset=None, empty_label=None)
+    tasks = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+    samples_per_task = forms.IntegerField(
+        min_value=1, initial=5, help_text="Raw samples from the selection per task."
+    )
+    instances_per_sample = forms.IntegerField(min_value=1, max_value=20, initial=1)
+    generator_model = forms.CharField(max_length=200, initial=settings.LLM_GENERATOR_MODEL)
+    discriminator_model = forms.CharField(max_length=200, initial=settings.LLM_DISCRIMINATOR_MODEL)
+    concurrency = forms.IntegerField(min_value=1, max_value=256, initial=settings.LLM_CONCURRENCY)
+    execute = forms.BooleanField(
+        required=False, initial=True, help_text="Run Python outputs and asserts in the sandbox."
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .models import CodeTask, SelectionRun
+
+        super().__init__(*args, **kwargs)
+        self.fields["selection_run"].queryset = SelectionRun.objects.filter(
+            status=SelectionRun.Status.SUCCEEDED
+        )
+        self.fields["tasks"].choices = CodeTask.Slug.choices
+        self.fields["tasks"].initial = CodeTask.Slug.values
+
+
+class PromptVersionForm(forms.Form):
+    definition = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}))
+    requirements = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8}), help_text="One requirement per line."
+    )
+    note = forms.CharField(max_length=300, required=False, help_text="What changed and why.")
+
+
+class PrinciplesForm(forms.Form):
+    rules = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 10}),
+        help_text="One rule per line: `rule_id: a yes/no question`.",
+    )
+    note = forms.CharField(max_length=300, required=False, help_text="What changed and why.")
+
+    def clean_rules(self) -> list[dict]:
+        from .catalog import validate_rules
+
+        rules = []
+        for n, line in enumerate(self.cleaned_data["rules"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            rule_id, sep, question = line.partition(":")
+            if not sep:
+                raise forms.ValidationError(f"Line {n}: write `rule_id: question`.")
+            rules.append({"id": rule_id.strip(), "question": question.strip()})
+        try:
+            return validate_rules(rules)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc))

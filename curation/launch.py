@@ -7,8 +7,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
-from . import ingest, selection, tasks
-from .models import IngestRun, SelectionRun
+from . import generation, ingest, selection
+from . import tasks as tasks_module
+from .models import GenerationJob, IngestRun, SelectionRun
 from .roles import ADMIN, has_role
 
 
@@ -51,7 +52,7 @@ def start_ingest(*, user, upload: UploadedFile | None = None, path: str = "", op
         run = ingest.create_ingest_run(allowed_server_path(user, path), user=user, options=options)
     else:
         raise ValueError("Give a file to upload or a server path.")
-    transaction.on_commit(lambda: tasks.ingest_source.delay(run.pk))
+    transaction.on_commit(lambda: tasks_module.ingest_source.delay(run.pk))
     return run
 
 
@@ -60,5 +61,34 @@ def start_selection(*, user, k: int, seed: int, model_name: str | None, language
     run = selection.create_selection_run(
         k=k, seed=seed, model_name=model_name, languages=languages, user=user
     )
-    transaction.on_commit(lambda: tasks.run_selection.delay(run.pk))
+    transaction.on_commit(lambda: tasks_module.run_selection.delay(run.pk))
     return run
+
+
+def start_generation(*, user, selection_run, tasks, samples_per_task, **options) -> GenerationJob:
+    """Create a generation job, plan its instances and queue it on the `llm` queue."""
+    job = generation.create_generation_job(
+        selection_run=selection_run, tasks=tasks, samples_per_task=samples_per_task, user=user, **options
+    )
+    transaction.on_commit(lambda: tasks_module.run_generation_job.delay(job.pk))
+    return job
+
+
+def control_generation(job: GenerationJob, action: str) -> str:
+    """Pause, resume, cancel or retry the failures of a job; returns what happened, for people."""
+    if action == "pause":
+        generation.pause(job)
+        return f"Job #{job.pk} paused: in-flight instances finish, no new ones start."
+    if action == "resume":
+        if not generation.resume(job):
+            raise ValueError(f"Job #{job.pk} has ended; retry its failures instead.")
+        transaction.on_commit(lambda: tasks_module.run_generation_job.delay(job.pk))
+        return f"Job #{job.pk} resumed."
+    if action == "cancel":
+        generation.cancel(job)
+        return f"Job #{job.pk} cancelled."
+    if action == "retry":
+        n = generation.retry_failures(job)
+        transaction.on_commit(lambda: tasks_module.run_generation_job.delay(job.pk))
+        return f"Retrying {n} failed instances of job #{job.pk}."
+    raise ValueError(f"Unknown action {action!r}.")

@@ -243,3 +243,268 @@ class SelectionPick(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.rank} of selection {self.run_id}"
+
+
+# --- Stage 2: Generator and Discriminator ---------------------------------------------------------
+
+
+class CodeTask(models.Model):
+    """One of WaveCoder's four tasks; its prompt and its principles are versioned separately."""
+
+    class Slug(models.TextChoices):
+        SUMMARIZATION = "summarization", "Code summarization"
+        GENERATION = "generation", "Code generation"
+        TRANSLATION = "translation", "Code translation"
+        REPAIR = "repair", "Code repair"
+
+    slug = models.CharField(max_length=32, choices=Slug.choices, unique=True)
+    name = models.CharField(max_length=100)
+    current_prompt = models.ForeignKey(
+        "TaskPromptVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    current_principles = models.ForeignKey(
+        "PrincipleVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskPromptVersion(models.Model):
+    """The generator's side of a task: its definition and generation requirements, frozen per version."""
+
+    task = models.ForeignKey(CodeTask, on_delete=models.CASCADE, related_name="prompt_versions")
+    version = models.PositiveIntegerField()
+    definition = models.TextField()
+    requirements = models.TextField(help_text="One requirement per line.")
+    note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task", "-version"]
+        constraints = [models.UniqueConstraint(fields=["task", "version"], name="unique_prompt_version")]
+
+    def __str__(self) -> str:
+        return f"{self.task.slug} prompt v{self.version}"
+
+    @property
+    def requirement_list(self) -> list[str]:
+        return [line.strip() for line in self.requirements.splitlines() if line.strip()]
+
+
+class PrincipleVersion(models.Model):
+    """The discriminator's checklist for a task: rules, each a yes/no question, frozen per version."""
+
+    task = models.ForeignKey(CodeTask, on_delete=models.CASCADE, related_name="principle_versions")
+    version = models.PositiveIntegerField()
+    # [{"id": "addresses_instruction", "question": "Does the output ...?"}, ...]
+    rules = models.JSONField()
+    note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task", "-version"]
+        constraints = [models.UniqueConstraint(fields=["task", "version"], name="unique_principle_version")]
+
+    def __str__(self) -> str:
+        return f"{self.task.slug} principles v{self.version}"
+
+
+class GenerationJob(Job):
+    """A selection run × tasks × samples per task, generated and judged by LLMs on the `llm` queue."""
+
+    selection_run = models.ForeignKey(SelectionRun, on_delete=models.PROTECT, related_name="generation_jobs")
+    tasks = models.JSONField(help_text="Task slugs.")
+    samples_per_task = models.PositiveIntegerField(help_text="Raw samples from the selection per task.")
+    instances_per_sample = models.PositiveSmallIntegerField(default=1)
+    generator_model = models.CharField(max_length=200)
+    discriminator_model = models.CharField(max_length=200)
+    concurrency = models.PositiveSmallIntegerField(default=8)
+    execute = models.BooleanField(default=True, help_text="Run Python outputs and asserts in the sandbox.")
+    few_shot = models.PositiveSmallIntegerField(default=2, help_text="Good and bad pool examples per prompt.")
+    # Workers stop claiming new instances while paused; in-flight ones finish.
+    paused = models.BooleanField(default=False)
+    # Totals kept up to date by the workers, so the dashboard polls one row.
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta(Job.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"Generation job #{self.pk}"
+
+
+class Instance(models.Model):
+    """One instruction instance. Its row exists from the moment the job plans it (status `pending`), so a
+    (sample, task, prompt version, model, sample index) can never yield two instances."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_FLIGHT = "in_flight", "In flight"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Stage(models.TextChoices):
+        """How far a finished instance got; failures say where they stopped."""
+
+        NONE = "", "–"
+        LLM_ERROR = "llm_error", "LLM call failed"
+        PARSE_FAILED = "parse_failed", "Generator output did not parse"
+        CHECK_FAILED = "check_failed", "Failed a static check"
+        JUDGED = "judged", "Judged by the discriminator"
+        JUDGE_FAILED = "judge_failed", "Discriminator output did not parse"
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="instances")
+    sample = models.ForeignKey(CodeSample, on_delete=models.PROTECT, related_name="instances")
+    task = models.ForeignKey(CodeTask, on_delete=models.PROTECT, related_name="instances")
+    prompt_version = models.ForeignKey(TaskPromptVersion, on_delete=models.PROTECT, related_name="instances")
+    generator_model = models.CharField(max_length=200)
+    sample_index = models.PositiveSmallIntegerField(default=0)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.NONE, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    failure = models.TextField(blank=True, help_text="Why it failed, for people.")
+
+    language = models.CharField(max_length=40, blank=True)
+    target_language = models.CharField(max_length=40, blank=True, help_text="Translation only.")
+    instruction = models.TextField(blank=True)
+    input = models.TextField(blank=True)
+    output = models.TextField(blank=True)
+    explanation = models.TextField(blank=True, help_text="Repair: what the bug was and how it is fixed.")
+    tests = models.TextField(blank=True, help_text="Asserts written by the generator (generation, repair).")
+    raw_response = models.TextField(blank=True)
+
+    checks = models.JSONField(default=list, blank=True)  # [{"name", "passed", "detail"}]
+    failed_check = models.CharField(max_length=64, blank=True)
+    # passed / failed / error / timeout / skipped; "" = not run.
+    execution_status = models.CharField(max_length=16, blank=True)
+    execution_detail = models.TextField(blank=True)
+
+    verdict = models.ForeignKey("Verdict", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    passed = models.BooleanField(null=True, help_text="The current verdict's overall answer (denormalized).")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sample", "task", "prompt_version", "generator_model", "sample_index"],
+                name="unique_instance_per_generation_key",
+            )
+        ]
+        indexes = [models.Index(fields=["job", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.task.slug} instance #{self.pk}"
+
+
+class Verdict(models.Model):
+    """The discriminator's judgement of one instance against one principle version."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="verdicts")
+    principle_version = models.ForeignKey(PrincipleVersion, on_delete=models.PROTECT, related_name="verdicts")
+    model = models.CharField(max_length=200)
+    passed = models.BooleanField()
+    reasons = models.TextField(blank=True)
+    raw_response = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{'pass' if self.passed else 'fail'} for instance {self.instance_id}"
+
+
+class RuleVerdict(models.Model):
+    """The discriminator's answer to one rule of the checklist."""
+
+    verdict = models.ForeignKey(Verdict, on_delete=models.CASCADE, related_name="rules")
+    rule_id = models.CharField(max_length=64)
+    question = models.TextField()
+    passed = models.BooleanField()
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["verdict", "rule_id"], name="unique_rule_per_verdict")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}: {'yes' if self.passed else 'no'}"
+
+
+class LLMCall(models.Model):
+    """One request to an LLM, for token accounting and cost."""
+
+    class Role(models.TextChoices):
+        GENERATOR = "generator", "Generator"
+        DISCRIMINATOR = "discriminator", "Discriminator"
+
+    job = models.ForeignKey(GenerationJob, null=True, on_delete=models.CASCADE, related_name="calls")
+    instance = models.ForeignKey(Instance, null=True, on_delete=models.CASCADE, related_name="calls")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    model = models.CharField(max_length=200)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_s = models.FloatField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.role} call {self.pk}"
+
+
+class PoolExample(models.Model):
+    """A few-shot example in a task's pool: good (to imitate) or bad (to avoid, with its reasons)."""
+
+    class Kind(models.TextChoices):
+        GOOD = "good", "Good"
+        BAD = "bad", "Bad"
+
+    class Origin(models.TextChoices):
+        SEED = "seed", "Hand-written seed"
+        DISCRIMINATOR = "discriminator", "Discriminator"
+        HUMAN = "human", "Reviewer"
+
+    task = models.ForeignKey(CodeTask, on_delete=models.CASCADE, related_name="pool")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    origin = models.CharField(max_length=16, choices=Origin.choices)
+    instance = models.ForeignKey(Instance, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    language = models.CharField(max_length=40, blank=True)
+    instruction = models.TextField()
+    input = models.TextField(blank=True)
+    output = models.TextField()
+    target_language = models.CharField(max_length=40, blank=True)
+    explanation = models.TextField(blank=True)
+    tests = models.TextField(blank=True)
+    reasons = models.TextField(blank=True, help_text="Why it is bad (or good).")
+    pinned = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-pinned", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "origin"], name="unique_pool_entry_per_origin")
+        ]
+        indexes = [models.Index(fields=["task", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.task.slug} example #{self.pk}"

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import ingest, selection
+from . import generation, ingest, selection
 
 
 @shared_task(name="curation.tasks.ingest_source", acks_late=True)
@@ -15,3 +15,9 @@ def ingest_source(run_id: int) -> None:
 def run_selection(run_id: int) -> None:
     """Embed the pool and pick a KCenterGreedy coreset for one SelectionRun."""
     selection.run_selection(run_id)
+
+
+@shared_task(name="curation.tasks.run_generation_job", acks_late=True)
+def run_generation_job(job_id: int) -> None:
+    """Generate and judge a job's instances (the `llm` queue). Several can work on one job at once."""
+    generation.run_generation(job_id)

@@ -1,15 +1,16 @@
-"""Curator pages: dashboard, ingest, selection and the corpus browser. Thin: the work is in stage modules."""
+"""Curator pages: dashboard, ingest, selection, corpus, tasks, generation. Thin: the work is in stages."""
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 
-from . import launch
-from .forms import IngestForm, SelectionForm
-from .models import CodeSample, CodeSource, IngestRun, SelectionRun
+from . import catalog, generation, launch
+from .forms import GenerationJobForm, IngestForm, PrinciplesForm, PromptVersionForm, SelectionForm
+from .models import CodeSample, CodeSource, CodeTask, GenerationJob, IngestRun, Instance, SelectionRun
 from .roles import CURATOR, has_role, role_required
 
 
@@ -20,10 +21,30 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "curation/home.html")
 
 
-def _active_jobs() -> list:
-    ingests = IngestRun.objects.filter(status__in=IngestRun.ACTIVE).select_related("source")
-    selections = SelectionRun.objects.filter(status__in=SelectionRun.ACTIVE)
-    return [*ingests, *selections]
+def _active_jobs() -> list[dict]:
+    """Running jobs of every kind, each with a label and a link, for the dashboard's live panel."""
+    jobs = []
+    for run in IngestRun.objects.filter(status__in=IngestRun.ACTIVE).select_related("source"):
+        jobs.append(
+            {
+                "job": run,
+                "label": f"Ingest #{run.pk} · {run.source}",
+                "url": reverse("ingest-detail", args=[run.pk]),
+            }
+        )
+    for run in SelectionRun.objects.filter(status__in=SelectionRun.ACTIVE):
+        jobs.append(
+            {
+                "job": run,
+                "label": f"Selection #{run.pk} · k={run.k}",
+                "url": reverse("selection-detail", args=[run.pk]),
+            }
+        )
+    for job in GenerationJob.objects.filter(status__in=GenerationJob.ACTIVE):
+        job.progress_done = generation.job_counts(job).finished
+        label = f"Generation #{job.pk} · {', '.join(job.tasks)}" + (" (paused)" if job.paused else "")
+        jobs.append({"job": job, "label": label, "url": reverse("generation-detail", args=[job.pk])})
+    return jobs
 
 
 @role_required(CURATOR)
@@ -36,6 +57,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "by_source": CodeSource.objects.annotate(n=Count("samples")).order_by("-n"),
         "ingest_runs": IngestRun.objects.select_related("source")[:10],
         "selection_runs": SelectionRun.objects.all()[:10],
+        "generation_jobs": GenerationJob.objects.all()[:10],
         "active_jobs": _active_jobs(),
     }
     return render(request, "curation/dashboard.html", context)
@@ -136,3 +158,148 @@ def corpus(request: HttpRequest) -> HttpResponse:
 def sample_detail(request: HttpRequest, pk: int) -> HttpResponse:
     sample = get_object_or_404(CodeSample.objects.select_related("source", "ingest_run"), pk=pk)
     return render(request, "curation/sample_detail.html", {"sample": sample})
+
+
+# --- Stage 2: tasks, generation jobs, instances ----------------------------------------------------
+
+
+@role_required(CURATOR)
+def task_list(request: HttpRequest) -> HttpResponse:
+    tasks = CodeTask.objects.select_related("current_prompt", "current_principles")
+    return render(request, "curation/task_list.html", {"tasks": tasks})
+
+
+@role_required(CURATOR)
+@require_http_methods(["GET", "POST"])
+def task_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    task = get_object_or_404(
+        CodeTask.objects.select_related("current_prompt", "current_principles"), slug=slug
+    )
+    prompt, principles = task.current_prompt, task.current_principles
+    prompt_form = PromptVersionForm(
+        request.POST if request.POST.get("form") == "prompt" else None,
+        initial={"definition": prompt.definition, "requirements": prompt.requirements},
+    )
+    rules_text = "\n".join(f"{rule['id']}: {rule['question']}" for rule in principles.rules)
+    principles_form = PrinciplesForm(
+        request.POST if request.POST.get("form") == "principles" else None, initial={"rules": rules_text}
+    )
+    if request.method == "POST":
+        if prompt_form.is_bound and prompt_form.is_valid():
+            data = prompt_form.cleaned_data
+            version = catalog.new_prompt_version(
+                task,
+                definition=data["definition"],
+                requirements=data["requirements"],
+                user=request.user,
+                note=data["note"],
+            )
+            messages.success(request, f"Saved {task.name} prompt version {version.version}.")
+            return redirect("task-detail", slug)
+        if principles_form.is_bound and principles_form.is_valid():
+            data = principles_form.cleaned_data
+            version = catalog.new_principle_version(
+                task, rules=data["rules"], user=request.user, note=data["note"]
+            )
+            messages.success(request, f"Saved {task.name} principles version {version.version}.")
+            return redirect("task-detail", slug)
+    context = {
+        "task": task,
+        "prompt_form": prompt_form,
+        "principles_form": principles_form,
+        "prompt_versions": task.prompt_versions.select_related("created_by"),
+        "principle_versions": task.principle_versions.select_related("created_by"),
+    }
+    return render(request, "curation/task_detail.html", context)
+
+
+@role_required(CURATOR)
+@require_http_methods(["GET", "POST"])
+def generation_new(request: HttpRequest) -> HttpResponse:
+    form = GenerationJobForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = launch.start_generation(user=request.user, **form.cleaned_data)
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Generation job #{job.pk} queued: {job.progress_total} instances.")
+            return redirect("generation-detail", job.pk)
+    return render(request, "curation/generation_new.html", {"form": form})
+
+
+def _job_context(job: GenerationJob) -> dict:
+    return {"job": job, "counts": generation.job_counts(job), "cost": generation.job_cost(job)}
+
+
+@role_required(CURATOR)
+def generation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(GenerationJob.objects.select_related("selection_run"), pk=pk)
+    if request.htmx and request.htmx.target == "job-status":
+        return render(request, "curation/generation_detail.html#job-status", _job_context(job))
+    by_task = (
+        job.instances.values("task__slug", "task__name")
+        .annotate(
+            done=Count("id", filter=Q(status=Instance.Status.DONE)),
+            failed=Count("id", filter=Q(status=Instance.Status.FAILED)),
+            passed=Count("id", filter=Q(passed=True)),
+            total=Count("id"),
+        )
+        .order_by("task__slug")
+    )
+    failures = job.instances.filter(status=Instance.Status.FAILED).values("stage").annotate(n=Count("id"))
+    return render(
+        request,
+        "curation/generation_detail.html",
+        {**_job_context(job), "by_task": by_task, "failures": failures},
+    )
+
+
+@role_required(CURATOR)
+@require_POST
+def generation_control(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    job = get_object_or_404(GenerationJob, pk=pk)
+    try:
+        text = launch.control_generation(job, action)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, text)
+    return redirect("generation-detail", pk)
+
+
+@role_required(CURATOR)
+def instance_list(request: HttpRequest) -> HttpResponse:
+    instances = Instance.objects.select_related("task", "sample").order_by("-id")
+    filters = {key: request.GET.get(key, "") for key in ("job", "task", "status", "verdict", "stage")}
+    if filters["job"].isdigit():
+        instances = instances.filter(job_id=int(filters["job"]))
+    if filters["task"]:
+        instances = instances.filter(task__slug=filters["task"])
+    if filters["status"]:
+        instances = instances.filter(status=filters["status"])
+    if filters["stage"]:
+        instances = instances.filter(stage=filters["stage"])
+    if filters["verdict"] in ("pass", "fail"):
+        instances = instances.filter(passed=filters["verdict"] == "pass")
+    page = Paginator(instances, 50).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "filters": filters,
+        "tasks": CodeTask.Slug.choices,
+        "statuses": Instance.Status.choices,
+        "stages": Instance.Stage.choices,
+    }
+    if request.htmx:
+        return render(request, "curation/instance_list.html#instance-table", context)
+    return render(request, "curation/instance_list.html", context)
+
+
+@role_required(CURATOR)
+def instance_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    instance = get_object_or_404(
+        Instance.objects.select_related("task", "sample", "prompt_version", "verdict__principle_version"),
+        pk=pk,
+    )
+    rules = instance.verdict.rules.all() if instance.verdict else []
+    return render(request, "curation/instance_detail.html", {"instance": instance, "rules": rules})

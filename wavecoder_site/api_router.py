@@ -8,5 +8,8 @@ router = DefaultRouter()
 router.register("samples", curation_api.CodeSampleViewSet, basename="sample")
 router.register("ingest-runs", curation_api.IngestRunViewSet, basename="ingest-run")
 router.register("selection-runs", curation_api.SelectionRunViewSet, basename="selection-run")
+router.register("tasks", curation_api.CodeTaskViewSet, basename="task")
+router.register("generation-jobs", curation_api.GenerationJobViewSet, basename="generation-job")
+router.register("instances", curation_api.InstanceViewSet, basename="instance")
 
 urlpatterns = router.urls

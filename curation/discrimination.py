@@ -1,0 +1,130 @@
+"""The Discriminator: judges an instance against its task's principles, rule by rule.
+
+WaveCoder's discriminator works zero-shot chain-of-thought style: first check that the input is code,
+then answer each rule of a checklist yes/no with a reason, then an overall answer. Here it also sees
+examples from both pools (good ones to calibrate "yes", bad ones with their reasons for "no").
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.db import transaction
+
+from . import pools
+from .models import Instance, PoolExample, PrincipleVersion, RuleVerdict, Verdict
+from .parsing import parse_judgement
+
+SYSTEM = (
+    "You are the Discriminator of a code instruction dataset. You judge one instance against a checklist. "
+    "For each rule answer yes or no and give a one-sentence reason. Answer no when unsure. "
+    "Then give an overall answer: yes only if every rule is yes. Reply with one JSON object only."
+)
+
+
+def judgement_schema(rule_ids: list[str]) -> dict:
+    """JSON schema of the reply, for endpoints that constrain output to a schema."""
+    return {
+        "type": "object",
+        "properties": {
+            "rules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "enum": rule_ids},
+                        "answer": {"type": "string", "enum": ["yes", "no"]},
+                        "reason": {"type": "string"},
+                    },
+                    "required": ["id", "answer", "reason"],
+                    "additionalProperties": False,
+                },
+            },
+            "overall": {"type": "string", "enum": ["yes", "no"]},
+            "reasons": {"type": "string"},
+        },
+        "required": ["rules", "overall", "reasons"],
+        "additionalProperties": False,
+    }
+
+
+def instance_fields(instance: Instance) -> dict:
+    fields = {
+        "task": instance.task.slug,
+        "language": instance.language,
+        "instruction": instance.instruction,
+        "input": instance.input,
+        "output": instance.output,
+    }
+    if instance.target_language:
+        fields["target_language"] = instance.target_language
+    if instance.explanation:
+        fields["explanation"] = instance.explanation
+    if instance.tests:
+        fields["tests"] = instance.tests
+    return fields
+
+
+def build_messages(
+    instance: Instance, principles: PrincipleVersion, good: list[PoolExample], bad: list[PoolExample]
+) -> list[dict]:
+    """The discriminator's prompt: task, checklist, examples from both pools, and the instance."""
+    definition = instance.prompt_version.definition
+    checklist = "\n".join(f"- {rule['id']}: {rule['question']}" for rule in principles.rules)
+    parts = [
+        f"Task definition: {definition}",
+        "Step 1: check that the input (or, for code generation, the output) is real code, not only comments.",
+        f"Step 2: answer each rule of the checklist:\n{checklist}",
+    ]
+    for example in good:
+        parts.append("An instance that passed every rule:\n" + json.dumps(pools.as_prompt_dict(example)))
+    for example in bad:
+        parts.append(
+            "An instance that failed, and why:\n"
+            + json.dumps(pools.as_prompt_dict(example))
+            + f"\nFailed because: {example.reasons}"
+        )
+    parts.append("The instance to judge:\n" + json.dumps(instance_fields(instance), indent=1))
+    if instance.execution_status:
+        parts.append(f"Running its code with its tests: {instance.execution_status}.")
+    example_reply = {
+        "rules": [{"id": rule["id"], "answer": "yes", "reason": "..."} for rule in principles.rules[:1]],
+        "overall": "yes",
+        "reasons": "...",
+    }
+    parts.append(f"Reply with JSON like {json.dumps(example_reply)}, one entry per rule.")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def read_judgement(text: str, principles: PrincipleVersion):
+    """Parse a reply into (answers per rule, overall, reasons); ParseError if any rule is unanswered."""
+    return parse_judgement(text, [rule["id"] for rule in principles.rules])
+
+
+@transaction.atomic
+def save_verdict(
+    instance: Instance, principles: PrincipleVersion, *, model: str, text: str, answers, overall, reasons: str
+) -> Verdict:
+    """Store a verdict and its per-rule answers, make it the instance's current one, and file the instance
+    in the good or bad pool. Passing needs every rule to be yes and no overall "no"."""
+    passed = all(ok for ok, _ in answers.values()) and overall is not False
+    if not reasons:
+        failed = [rule_id for rule_id, (ok, _) in answers.items() if not ok]
+        reasons = "All rules satisfied." if passed else f"Failed: {', '.join(failed) or 'overall no'}."
+    verdict = Verdict.objects.create(
+        instance=instance,
+        principle_version=principles,
+        model=model,
+        passed=passed,
+        reasons=reasons,
+        raw_response=text,
+    )
+    questions = {rule["id"]: rule["question"] for rule in principles.rules}
+    RuleVerdict.objects.bulk_create(
+        RuleVerdict(verdict=verdict, rule_id=rule_id, question=questions[rule_id], passed=ok, reason=reason)
+        for rule_id, (ok, reason) in answers.items()
+    )
+    instance.verdict, instance.passed = verdict, passed
+    Instance.objects.filter(pk=instance.pk).update(verdict=verdict, passed=passed)
+    pools.add_judged(instance, verdict)
+    return verdict

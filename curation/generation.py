@@ -1,0 +1,505 @@
+"""The Generator and generation jobs.
+
+A job plans one `Instance` row per (sample, task, prompt version, generator model, sample index) — a
+unique key, so redelivered or repeated work can never make a second instance. Workers claim pending
+rows with a lease (a conditional update, so exactly one worker wins each row), then run each through the
+pipeline: generator → parse → static checks → sandbox → discriminator → pools. Many rows are in flight at
+once on an asyncio loop, bounded by the job's concurrency; the LLM client retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
+
+from . import checks, discrimination, llm, pools, sandbox
+from .models import CodeTask, GenerationJob, Instance, LLMCall, PoolExample, SelectionRun
+from .parsing import ParseError, parse_fields
+
+log = logging.getLogger(__name__)
+
+SYSTEM = (
+    "You are the Generator of a code instruction dataset. From a piece of raw code you write one "
+    "instruction-tuning instance for the given task, following every requirement. Reply with one JSON "
+    "object only."
+)
+TRANSLATION_TARGETS = ["python", "javascript", "java", "go", "cpp", "rust", "typescript"]
+# A worker that dies leaves its claimed rows leased; another worker takes them once the lease ends.
+LEASE = timedelta(minutes=15)
+
+
+def fields_for(task_slug: str, language: str) -> tuple[list[str], list[str]]:
+    """(all fields, required fields) the generator writes for a task."""
+    fields = ["instruction", "input", "output"]
+    if task_slug == "repair":
+        fields.append("explanation")
+    if task_slug in ("generation", "repair") and language == "python":
+        fields.append("tests")
+    required = [f for f in fields if not (f == "input" and task_slug == "generation")]
+    return fields, required
+
+
+def generator_schema(fields: list[str]) -> dict:
+    return {
+        "type": "object",
+        "properties": {f: {"type": "string"} for f in fields},
+        "required": fields,
+        "additionalProperties": False,
+    }
+
+
+def target_language_for(sample_id: int, sample_index: int, source: str) -> str:
+    """A translation target other than the source, spread evenly and the same on every re-run."""
+    choices = [lang for lang in TRANSLATION_TARGETS if lang != source]
+    digest = hashlib.sha256(f"{sample_id}:{sample_index}".encode()).digest()
+    return choices[digest[0] % len(choices)]
+
+
+def build_messages(instance: Instance, good: list[PoolExample], bad: list[PoolExample]) -> list[dict]:
+    """The generator's prompt: definition, requirements, good and bad examples, and the raw code."""
+    prompt, sample, slug = instance.prompt_version, instance.sample, instance.task.slug
+    fields, _ = fields_for(slug, instance.language)
+    requirements = "\n".join(f"- {line}" for line in prompt.requirement_list)
+    parts = [f"Task definition: {prompt.definition}", f"Requirements:\n{requirements}"]
+    for example in good:
+        parts.append("A good example:\n" + json.dumps(pools.as_prompt_dict(example)))
+    for example in bad:
+        parts.append(
+            "A bad example, do not write like this:\n"
+            + json.dumps(pools.as_prompt_dict(example))
+            + f"\nIt is bad because: {example.reasons}"
+        )
+    ask = f"Raw code ({sample.language}):\n```{sample.language}\n{sample.code}\n```"
+    if slug == "translation":
+        ask += f"\nTranslate it from {sample.language} into {instance.target_language}."
+    parts.append(ask)
+    parts.append(f"Reply with a JSON object with the string fields: {', '.join(fields)}.")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+# --- Jobs ---------------------------------------------------------------------------------------
+
+
+def create_generation_job(
+    *,
+    selection_run: SelectionRun,
+    tasks: list[str],
+    samples_per_task: int,
+    instances_per_sample: int = 1,
+    generator_model: str | None = None,
+    discriminator_model: str | None = None,
+    concurrency: int | None = None,
+    execute: bool = True,
+    few_shot: int = 2,
+    user=None,
+) -> GenerationJob:
+    """Validate, create a job and plan its instances. ValueError with a clear message on bad input."""
+    known = set(CodeTask.Slug.values)
+    if not tasks or not set(tasks) <= known:
+        raise ValueError(f"Tasks must be some of {', '.join(sorted(known))}; got {tasks!r}.")
+    if selection_run.status != SelectionRun.Status.SUCCEEDED:
+        raise ValueError(f"Selection run #{selection_run.pk} has not succeeded ({selection_run.status}).")
+    if samples_per_task < 1 or not 1 <= instances_per_sample <= 20:
+        raise ValueError("samples_per_task must be ≥ 1 and instances_per_sample between 1 and 20.")
+    concurrency = settings.LLM_CONCURRENCY if concurrency is None else concurrency
+    if not 1 <= concurrency <= 256:
+        raise ValueError("concurrency must be between 1 and 256.")
+    job = GenerationJob.objects.create(
+        selection_run=selection_run,
+        tasks=list(dict.fromkeys(tasks)),
+        samples_per_task=samples_per_task,
+        instances_per_sample=instances_per_sample,
+        generator_model=generator_model or settings.LLM_GENERATOR_MODEL,
+        discriminator_model=discriminator_model or settings.LLM_DISCRIMINATOR_MODEL,
+        concurrency=concurrency,
+        execute=execute,
+        few_shot=few_shot,
+        created_by=user,
+    )
+    plan_instances(job)
+    return job
+
+
+def plan_instances(job: GenerationJob) -> int:
+    """Create the job's pending instance rows. Tasks take different picks where the selection allows,
+    in pick order (the most diverse first). Rows another job already made are skipped, not repeated."""
+    picks = list(job.selection_run.pick_rows.order_by("rank").values_list("sample_id", "sample__language"))
+    if not picks:
+        raise ValueError("The selection has no picks.")
+    tasks = {t.slug: t for t in CodeTask.objects.filter(slug__in=job.tasks).select_related("current_prompt")}
+    rows = []
+    for t_index, slug in enumerate(job.tasks):
+        task = tasks[slug]
+        # This task's share of the picks first (every T-th), then the others, each in pick order.
+        order = sorted(range(len(picks)), key=lambda j: ((j - t_index) % len(job.tasks) != 0, j))
+        for j in order[: job.samples_per_task]:
+            sample_id, language = picks[j]
+            for index in range(job.instances_per_sample):
+                rows.append(
+                    Instance(
+                        job=job,
+                        sample_id=sample_id,
+                        task=task,
+                        prompt_version=task.current_prompt,
+                        generator_model=job.generator_model,
+                        sample_index=index,
+                        language=language,
+                        target_language=(
+                            target_language_for(sample_id, index, language) if slug == "translation" else ""
+                        ),
+                    )
+                )
+    Instance.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    total = job.instances.count()
+    GenerationJob.objects.filter(pk=job.pk).update(progress_total=total)
+    job.progress_total = total
+    return total
+
+
+@dataclass
+class JobCounts:
+    pending: int = 0
+    in_flight: int = 0
+    done: int = 0
+    failed: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+
+def job_counts(job: GenerationJob) -> JobCounts:
+    rows = job.instances.values("status").annotate(n=Count("id"))
+    return JobCounts(**{row["status"]: row["n"] for row in rows})
+
+
+def job_cost(job: GenerationJob) -> float | None:
+    """Estimated USD cost from the per-model price setting; None when a model has no price."""
+    total = 0.0
+    usage = job.calls.values("model").annotate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+    for row in usage:
+        cost = llm.estimate_cost(row["model"], row["p"] or 0, row["c"] or 0)
+        if cost is None:
+            return None
+        total += cost
+    return total
+
+
+def pause(job: GenerationJob) -> None:
+    """Workers stop claiming new rows; rows in flight finish."""
+    GenerationJob.objects.filter(pk=job.pk, status__in=GenerationJob.ACTIVE).update(paused=True)
+
+
+def resume(job: GenerationJob) -> bool:
+    """Clear the pause and queue the job again; False when it already ended."""
+    return bool(GenerationJob.objects.filter(pk=job.pk, status__in=GenerationJob.ACTIVE).update(paused=False))
+
+
+def cancel(job: GenerationJob) -> None:
+    """End the job: pending rows are recorded as cancelled failures, rows in flight finish."""
+    with transaction.atomic():
+        updated = GenerationJob.objects.filter(pk=job.pk, status__in=GenerationJob.ACTIVE).update(
+            status=GenerationJob.Status.CANCELLED, finished_at=timezone.now()
+        )
+        if updated:
+            job.instances.filter(status=Instance.Status.PENDING).update(
+                status=Instance.Status.FAILED,
+                failure="cancelled before it was generated",
+                finished_at=timezone.now(),
+            )
+
+
+def retry_failures(job: GenerationJob) -> int:
+    """Reset the job's failed rows to pending and reopen the job; returns how many will be retried."""
+    with transaction.atomic():
+        n = job.instances.filter(status=Instance.Status.FAILED).update(
+            status=Instance.Status.PENDING,
+            stage="",
+            failure="",
+            raw_response="",
+            checks=[],
+            failed_check="",
+            execution_status="",
+            execution_detail="",
+            lease_until=None,
+        )
+        GenerationJob.objects.filter(pk=job.pk).update(
+            status=GenerationJob.Status.QUEUED, finished_at=None, paused=False, error=""
+        )
+    return n
+
+
+# --- The worker side ----------------------------------------------------------------------------
+
+
+def run_generation(job_id: int, *, client: llm.LLMClient | None = None, on_progress=None) -> GenerationJob:
+    """Work on a job until no row is left to claim, it is paused or cancelled. Safe to run in several
+    workers at once and to run again after a crash: rows are claimed one worker at a time."""
+    job = GenerationJob.objects.get(pk=job_id)
+    if not job.claim():
+        return job
+    GenerationJob.objects.filter(pk=job.pk).update(phase="generating")
+    try:
+        # async_to_sync (not asyncio.run) so the drain's database calls run in this very thread: the
+        # same connection and transaction as the caller's.
+        async_to_sync(_Drain(job, client or llm.get_llm_client(), on_progress).run)()
+    except Exception as exc:  # a bug or a dead database: say so on the job, keep the rows for a retry
+        log.exception("generation job %s failed", job.pk)
+        Instance.objects.filter(job=job, status=Instance.Status.IN_FLIGHT, lease_until__isnull=False).update(
+            status=Instance.Status.PENDING, lease_until=None
+        )
+        job.finish(GenerationJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return job
+    _finish_if_complete(job)
+    job.refresh_from_db()
+    return job
+
+
+def _finish_if_complete(job: GenerationJob) -> None:
+    open_rows = job.instances.filter(status__in=[Instance.Status.PENDING, Instance.Status.IN_FLIGHT])
+    if not open_rows.exists():
+        GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING).update(
+            status=GenerationJob.Status.SUCCEEDED, finished_at=timezone.now(), phase="done"
+        )
+
+
+def claim_rows(job: GenerationJob, limit: int) -> list[Instance]:
+    """Lease up to `limit` pending rows (or rows whose lease ran out) to this worker."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimable = job.instances.filter(
+        Q(status=Instance.Status.PENDING) | Q(status=Instance.Status.IN_FLIGHT, lease_until__lt=now)
+    )
+    ids = list(claimable.order_by("id").values_list("id", flat=True)[:limit])
+    if not ids:
+        return []
+    # The status/lease condition is repeated in the update, so of two workers racing for a row one wins.
+    claimable.filter(id__in=ids).update(
+        status=Instance.Status.IN_FLIGHT,
+        lease_until=now + LEASE,
+        claim_token=token,
+        attempts=F("attempts") + 1,
+    )
+    return list(
+        Instance.objects.filter(claim_token=token, status=Instance.Status.IN_FLIGHT).select_related(
+            "task", "task__current_principles", "prompt_version", "sample"
+        )
+    )
+
+
+class _Drain:
+    """One worker's loop over a job: keeps `concurrency` rows in flight until nothing is left."""
+
+    def __init__(self, job: GenerationJob, client: llm.LLMClient, on_progress) -> None:
+        self.job, self.client, self.on_progress = job, client, on_progress
+        self.db = sync_to_async(lambda fn, *a, **kw: fn(*a, **kw), thread_sensitive=True)
+
+    async def run(self) -> None:
+        running: set[asyncio.Task] = set()
+        exhausted = False
+        while True:
+            if not exhausted and not await self.db(self._should_stop):
+                free = self.job.concurrency - len(running)
+                if free > 0:
+                    batch = await self.db(claim_rows, self.job, free)
+                    exhausted = not batch and not running
+                    running.update(asyncio.create_task(self._process(row)) for row in batch)
+            if not running:
+                break
+            _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            if self.on_progress:
+                counts = await self.db(job_counts, self.job)
+                self.on_progress("generating", counts.finished, self.job.progress_total)
+
+    def _should_stop(self) -> bool:
+        state = GenerationJob.objects.filter(pk=self.job.pk).values("status", "paused").first()
+        return state is None or state["paused"] or state["status"] not in GenerationJob.ACTIVE
+
+    async def _call(self, row: Instance, role: str, model: str, messages: list[dict], schema: dict):
+        """One LLM call, recorded with its tokens; LLMError after the client's retries are spent."""
+        try:
+            completion = await self.client.complete(
+                messages, model=model, json_schema=schema, max_tokens=settings.LLM_MAX_TOKENS
+            )
+        except llm.LLMError as exc:
+            await self.db(_record_call, self.job, row, role, model, None, str(exc))
+            raise
+        await self.db(_record_call, self.job, row, role, model, completion, "")
+        return completion
+
+    async def _process(self, row: Instance) -> None:
+        try:
+            await self._generate_and_judge(row)
+        except llm.LLMError as exc:
+            await self.db(_fail, row, Instance.Stage.LLM_ERROR, f"LLM call failed: {exc}")
+        except Exception as exc:  # one bad row must not stop the others
+            log.exception("instance %s failed", row.pk)
+            await self.db(_fail, row, Instance.Stage.LLM_ERROR, f"{type(exc).__name__}: {exc}")
+
+    async def _generate_and_judge(self, row: Instance) -> None:
+        slug = row.task.slug
+        good, bad = await self.db(_examples, row, self.job.few_shot)
+        fields, required = fields_for(slug, row.language)
+        completion = await self._call(
+            row,
+            LLMCall.Role.GENERATOR,
+            row.generator_model,
+            build_messages(row, good, bad),
+            generator_schema(fields),
+        )
+        row.raw_response = completion.text
+        try:
+            values = parse_fields(completion.text, fields, required)
+        except ParseError as exc:
+            await self.db(_fail, row, Instance.Stage.PARSE_FAILED, f"Generator output did not parse: {exc}")
+            return
+        for field in fields:
+            setattr(row, field, values.get(field, ""))
+        if slug in ("summarization", "translation", "repair") and not row.input.strip():
+            row.input = row.sample.code  # the raw code is the input when the generator left it out
+        results = checks.run_static_checks(
+            task=slug,
+            instruction=row.instruction,
+            input=row.input,
+            output=row.output,
+            language=row.language,
+            target_language=row.target_language,
+        )
+        row.checks = checks.as_json(results)
+        failure = checks.first_failure(results)
+        if failure:
+            row.failed_check = failure.name
+            await self.db(
+                _fail, row, Instance.Stage.CHECK_FAILED, f"Static check {failure.name}: {failure.detail}"
+            )
+            return
+        if self.job.execute:
+            row.execution_status, row.execution_detail = await asyncio.to_thread(execute_instance, row)
+        principles = row.task.current_principles
+        good_j, bad_j = await self.db(_examples, row, self.job.few_shot)
+        judged = await self._call(
+            row,
+            LLMCall.Role.DISCRIMINATOR,
+            self.job.discriminator_model,
+            discrimination.build_messages(row, principles, good_j, bad_j),
+            discrimination.judgement_schema([r["id"] for r in principles.rules]),
+        )
+        try:
+            answers, overall, reasons = discrimination.read_judgement(judged.text, principles)
+        except ParseError as exc:
+            await self.db(
+                _fail,
+                row,
+                Instance.Stage.JUDGE_FAILED,
+                f"Discriminator output did not parse: {exc}",
+                judge_text=judged.text,
+            )
+            return
+        await self.db(
+            _complete, row, principles, self.job.discriminator_model, judged.text, answers, overall, reasons
+        )
+
+
+def execute_instance(row: Instance) -> tuple[str, str]:
+    """Run a Python instance's code (with its asserts, if any) in the sandbox: (status, detail)."""
+    slug = row.task.slug
+    language = row.target_language if slug == "translation" else row.language
+    if slug == "summarization" or language != "python":
+        return "skipped", "only Python code outputs are executed"
+    code = row.output + ("\n\n" + row.tests if row.tests else "")
+    result = sandbox.run_python(code)
+    if result.ok:
+        return "passed", (result.stdout or "")[-2000:]
+    status = "timeout" if result.timed_out else "failed"
+    return status, (result.reason + "\n" + (result.stderr or ""))[-2000:]
+
+
+def _examples(row: Instance, k: int) -> tuple[list[PoolExample], list[PoolExample]]:
+    return (
+        pools.few_shot(row.task, PoolExample.Kind.GOOD, k, language=row.language, seed=row.pk),
+        pools.few_shot(row.task, PoolExample.Kind.BAD, k, language=row.language, seed=row.pk),
+    )
+
+
+def _record_call(job, row, role, model, completion, error) -> None:
+    LLMCall.objects.create(
+        job=job,
+        instance=row,
+        role=role,
+        model=model,
+        error=error,
+        prompt_tokens=completion.prompt_tokens if completion else 0,
+        completion_tokens=completion.completion_tokens if completion else 0,
+        latency_s=completion.latency_s if completion else 0,
+        attempts=completion.attempts if completion else 0,
+    )
+    if completion:
+        GenerationJob.objects.filter(pk=job.pk).update(
+            prompt_tokens=F("prompt_tokens") + completion.prompt_tokens,
+            completion_tokens=F("completion_tokens") + completion.completion_tokens,
+        )
+
+
+_RESULT_FIELDS = [
+    "language",
+    "target_language",
+    "instruction",
+    "input",
+    "output",
+    "explanation",
+    "tests",
+    "raw_response",
+    "checks",
+    "failed_check",
+    "execution_status",
+    "execution_detail",
+]
+
+
+def _fail(row: Instance, stage: str, failure: str, judge_text: str = "") -> None:
+    row.status, row.stage, row.failure, row.finished_at = (
+        Instance.Status.FAILED,
+        stage,
+        failure,
+        timezone.now(),
+    )
+    if judge_text:
+        row.failure += f"\nDiscriminator reply: {judge_text[:2000]}"
+    _save_result(row)
+
+
+def _complete(row: Instance, principles, model: str, text: str, answers, overall, reasons) -> None:
+    with transaction.atomic():
+        row.status, row.stage, row.finished_at = Instance.Status.DONE, Instance.Stage.JUDGED, timezone.now()
+        if _save_result(row):
+            discrimination.save_verdict(
+                row, principles, model=model, text=text, answers=answers, overall=overall, reasons=reasons
+            )
+
+
+def _save_result(row: Instance) -> bool:
+    """Write a finished row. Only the worker holding the lease writes: if another worker reclaimed the row
+    (this one was too slow), nothing is written and False is returned."""
+    return bool(
+        Instance.objects.filter(
+            pk=row.pk, claim_token=row.claim_token, status=Instance.Status.IN_FLIGHT
+        ).update(
+            status=row.status,
+            stage=row.stage,
+            failure=row.failure,
+            finished_at=row.finished_at,
+            lease_until=None,
+            **{field: getattr(row, field) for field in _RESULT_FIELDS},
+        )
+    )

@@ -1,0 +1,135 @@
+"""Reading LLM replies: a JSON object when the model gave one, labelled plain-text sections otherwise.
+
+Nothing here raises anything but ParseError, whatever the text: LLM garbage is recorded, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+
+class ParseError(ValueError):
+    """The reply could not be read; the message says why, for the instance's failure field."""
+
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\n?(.*?)```", re.S)
+
+
+def _json_object(text: str) -> dict | None:
+    """The first decodable JSON object in the text (inside a code fence or not), else None."""
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        start = candidate.find("{")
+        while start != -1:
+            try:
+                value, _ = decoder.raw_decode(candidate, start)
+            except json.JSONDecodeError:
+                start = candidate.find("{", start + 1)
+                continue
+            if isinstance(value, dict):
+                return value
+            start = candidate.find("{", start + 1)
+    return None
+
+
+def _as_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "\n".join(_as_text(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _sections(text: str, fields: list[str]) -> dict[str, str]:
+    """`Instruction: …` / `### Instruction` / `**Instruction**:` sections, keyed by lower-case field."""
+    names = "|".join(re.escape(f) for f in fields)
+    header = re.compile(rf"^\s*(?:#+\s*|\*\*)?({names})(?:\*\*)?\s*:?\s*(?:\*\*)?\s*:?", re.I | re.M)
+    found = list(header.finditer(text))
+    out: dict[str, str] = {}
+    for n, match in enumerate(found):
+        end = found[n + 1].start() if n + 1 < len(found) else len(text)
+        body = text[match.end() : end].strip()
+        fenced = _FENCE.search(body)
+        out.setdefault(match.group(1).lower(), (fenced.group(1) if fenced else body).strip())
+    return out
+
+
+def parse_fields(text: str, fields: list[str], required: list[str]) -> dict[str, str]:
+    """Read the given string fields from a reply, JSON first then sections. ParseError when a required
+    field is missing or empty."""
+    if not text or not text.strip():
+        raise ParseError("the reply is empty")
+    obj = _json_object(text)
+    if obj is not None:
+        lowered = {str(k).lower(): v for k, v in obj.items()}
+        values = {f: _as_text(lowered.get(f)).strip() for f in fields}
+        how = "JSON"
+    else:
+        values = {f: "" for f in fields} | _sections(text, fields)
+        how = "plain-text"
+    missing = [f for f in required if not values.get(f)]
+    if missing:
+        raise ParseError(f"{how} reply lacks {', '.join(missing)}")
+    return values
+
+
+def parse_judgement(text: str, rule_ids: list[str]) -> tuple[dict[str, tuple[bool, str]], bool | None, str]:
+    """Read a discriminator reply: per rule (yes?, reason), the overall answer (None if absent), reasons.
+
+    JSON shape: {"rules": [{"id", "answer", "reason"}], "overall": "yes|no", "reasons": "..."}.
+    Plain text: one line per rule, `rule_id: yes — reason`, then `overall: no — reasons`.
+    ParseError when any rule has no yes/no answer.
+    """
+    if not text or not text.strip():
+        raise ParseError("the reply is empty")
+    answers: dict[str, tuple[bool, str]] = {}
+    overall: bool | None = None
+    reasons = ""
+    obj = _json_object(text)
+    if obj is not None:
+        rules = obj.get("rules")
+        items = (
+            rules
+            if isinstance(rules, list)
+            else [
+                {"id": k, **(v if isinstance(v, dict) else {"answer": v})}
+                for k, v in obj.items()
+                if k in rule_ids
+            ]
+        )
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            answer = _yes_no(_as_text(item.get("answer")))
+            rule_id = _as_text(item.get("id")).strip()
+            if rule_id in rule_ids and answer is not None:
+                answers[rule_id] = (answer, _as_text(item.get("reason")).strip())
+        overall = _yes_no(_as_text(obj.get("overall")))
+        reasons = _as_text(obj.get("reasons")).strip()
+    else:
+        for line in text.splitlines():
+            match = re.match(r"^\W*([A-Za-z_][\w]*)\W*[:=-]\s*\W*(yes|no)\b\W*(.*)$", line.strip(), re.I)
+            if not match:
+                continue
+            key, answer, reason = match.group(1), match.group(2).lower() == "yes", match.group(3).strip()
+            if key in rule_ids:
+                answers.setdefault(key, (answer, reason))
+            elif key.lower() == "overall":
+                overall, reasons = answer, reason
+    missing = [r for r in rule_ids if r not in answers]
+    if missing:
+        raise ParseError(f"no yes/no answer for rule(s) {', '.join(missing)}")
+    return answers, overall, reasons
+
+
+def _yes_no(value: str) -> bool | None:
+    word = value.strip().lower().strip(".!\"' ")
+    if word in {"yes", "y", "true", "pass", "passed"}:
+        return True
+    if word in {"no", "n", "false", "fail", "failed"}:
+        return False
+    return None

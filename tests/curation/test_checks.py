@@ -1,0 +1,105 @@
+"""Static checks run before the discriminator: they need no LLM and must catch the cheap failures."""
+
+import pytest
+
+from curation.checks import count_sentences, first_failure, run_static_checks
+
+
+@pytest.mark.parametrize(
+    ("text", "n"),
+    [
+        ("Write a function.", 1),
+        ("Write a Python function that sums a list", 1),
+        ("Write a function. Use os.path.join to build the path.", 2),
+        ("Use version 3.5 of `x.y()`. Then test it. Then ship it.", 3),
+        ("", 0),
+    ],
+)
+def test_count_sentences(text, n):
+    assert count_sentences(text) == n
+
+
+def _check(**overrides):
+    fields = {
+        "task": "generation",
+        "instruction": "Write a Python function that adds two numbers.",
+        "input": "",
+        "output": "def add(a, b):\n    return a + b",
+        "language": "python",
+    } | overrides
+    return run_static_checks(**fields)
+
+
+def test_good_generation_instance_passes():
+    assert first_failure(_check()) is None
+
+
+def test_missing_output_fails_required_fields():
+    assert first_failure(_check(output=" ")).name == "required_fields"
+
+
+def test_summarization_needs_an_input():
+    failure = first_failure(_check(task="summarization", output="Adds two numbers.", input=""))
+    assert failure.name == "required_fields"
+
+
+def test_three_sentence_instruction_fails():
+    failure = first_failure(_check(instruction="Write a function. It adds. It is fast."))
+    assert failure.name == "instruction_length"
+    assert "3 sentences" in failure.detail
+
+
+def test_python_output_must_parse():
+    failure = first_failure(_check(output="def add(a, b)\n    return a + b"))
+    assert failure.name == "output_parses"
+    assert "line 1" in failure.detail
+
+
+def test_non_python_code_is_not_parsed_as_python():
+    assert first_failure(_check(language="go", output="func add(a int, b int) int { return a + b }")) is None
+
+
+def test_repair_must_change_the_code():
+    code = "def add(a, b):\n    return a - b"
+    failure = first_failure(
+        _check(
+            task="repair",
+            instruction="Fix the bug in this Python function.",
+            input=code,
+            output=code + "\n\n",
+        )
+    )
+    assert failure.name == "repair_changes_code"
+
+
+def test_repair_that_changes_code_passes():
+    results = _check(
+        task="repair",
+        instruction="Fix the bug in this Python function.",
+        input="def add(a, b):\n    return a - b",
+        output="def add(a, b):\n    return a + b",
+    )
+    assert first_failure(results) is None
+
+
+def test_translation_output_parsed_in_target_language():
+    results = _check(
+        task="translation",
+        instruction="Translate this JavaScript function into Python.",
+        input="function add(a, b) { return a + b; }",
+        output="def add(a, b) return a + b",
+        language="javascript",
+        target_language="python",
+    )
+    assert first_failure(results).name == "output_parses"
+
+
+def test_translation_target_must_differ():
+    results = _check(
+        task="translation",
+        instruction="Translate this function.",
+        input="def f():\n    pass",
+        output="def f():\n    pass",
+        target_language="python",
+    )
+    assert first_failure(results).name == "translation_target"

@@ -1,0 +1,318 @@
+"""The Generator–Discriminator engine against a stub OpenAI-compatible server (a test double)."""
+
+import asyncio
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from curation import generation
+from curation.llm import OpenAICompatibleClient
+from curation.models import CodeTask, GenerationJob, Instance, LLMCall, PoolExample, RuleVerdict
+from tests.fakes.openai_stub import OpenAIStub
+
+from .pipeline_factory import is_discriminator, make_selection, responder
+
+ALL_TASKS = ["summarization", "generation", "translation", "repair"]
+
+
+@pytest.fixture
+def stub():
+    with OpenAIStub(responder=responder) as server:
+        yield server
+
+
+def _client(stub, **kw):
+    return OpenAICompatibleClient(stub.base_url, timeout=5, max_retries=3, backoff_base=0.01, **kw)
+
+
+def _job(tasks=ALL_TASKS, samples=2, **kw):
+    return generation.create_generation_job(
+        selection_run=make_selection(), tasks=tasks, samples_per_task=samples, execute=False, **kw
+    )
+
+
+def test_job_generates_and_judges_every_task(db, stub):
+    job = _job()
+    assert job.progress_total == 8
+    job = generation.run_generation(job.pk, client=_client(stub))
+    assert job.status == GenerationJob.Status.SUCCEEDED
+    instances = list(job.instances.select_related("task", "verdict"))
+    assert {i.task.slug for i in instances} == set(ALL_TASKS)
+    assert all(i.status == Instance.Status.DONE and i.passed for i in instances), [
+        i.failure for i in instances
+    ]
+    repair = next(i for i in instances if i.task.slug == "repair")
+    assert repair.explanation == "It subtracted instead of adding."
+    translation = next(i for i in instances if i.task.slug == "translation")
+    assert translation.target_language and translation.target_language != "python"
+    # One verdict per instance, one rule verdict per principle, versions recorded.
+    task = CodeTask.objects.get(slug="repair")
+    assert repair.verdict.principle_version == task.current_principles
+    assert repair.prompt_version == task.current_prompt
+    assert RuleVerdict.objects.filter(verdict=repair.verdict).count() == len(task.current_principles.rules)
+    # Tokens per call and on the job.
+    assert LLMCall.objects.filter(job=job).count() == 16
+    assert job.prompt_tokens > 0 and job.completion_tokens > 0
+    assert stub.count == 16
+
+
+def test_structured_output_requested_with_json_schema(db, stub):
+    generation.run_generation(_job(tasks=["generation"], samples=1).pk, client=_client(stub))
+    formats = [r["response_format"]["type"] for r in stub.requests]
+    assert formats == ["json_schema", "json_schema"]
+    schema = stub.requests[0]["response_format"]["json_schema"]["schema"]
+    assert set(schema["required"]) == {"instruction", "input", "output", "tests"}
+
+
+def test_failed_verdicts_go_to_the_bad_pool_and_feed_later_prompts(db):
+    def strict(request):
+        return responder(request, fail_rules=("names_language",))
+
+    with OpenAIStub(responder=strict) as server:
+        job = _job(tasks=["generation"], samples=2)
+        generation.run_generation(job.pk, client=_client(server))
+    bad = PoolExample.objects.filter(kind=PoolExample.Kind.BAD, task__slug="generation")
+    assert bad.count() == 2
+    assert "names_language: checked names_language" in bad.first().reasons
+    assert job.instances.filter(passed=False).count() == 2
+
+    with OpenAIStub(responder=responder) as server:
+        job2 = generation.create_generation_job(
+            selection_run=job.selection_run,
+            tasks=["generation"],
+            samples_per_task=1,
+            execute=False,
+            generator_model="other-model",
+        )
+        generation.run_generation(job2.pk, client=_client(server))
+        generator_prompt = server.requests[0]["messages"][1]["content"]
+        judge_prompt = next(r for r in server.requests if is_discriminator(r))["messages"][1]["content"]
+    # Whole examples with their reasons, never single characters of one string.
+    assert "A bad example, do not write like this:" in generator_prompt
+    assert "It is bad because: names_language: checked names_language" in generator_prompt
+    assert "A good example:" in generator_prompt  # the hand-written seed
+    # The discriminator sees good examples too (WaveCoder's repository never showed them).
+    assert "An instance that passed every rule:" in judge_prompt
+    assert "An instance that failed, and why:" in judge_prompt
+
+
+def test_parse_failure_is_recorded_with_raw_text(db):
+    def garbage(request):
+        return (
+            "I am a tiny model and I like turtles." if not is_discriminator(request) else responder(request)
+        )
+
+    with OpenAIStub(responder=garbage) as server:
+        job = generation.run_generation(_job(tasks=["summarization"], samples=1).pk, client=_client(server))
+    instance = job.instances.get()
+    assert instance.status == Instance.Status.FAILED
+    assert instance.stage == Instance.Stage.PARSE_FAILED
+    assert instance.raw_response == "I am a tiny model and I like turtles."
+    assert "did not parse" in instance.failure
+    assert job.status == GenerationJob.Status.SUCCEEDED
+
+
+def test_static_check_failure_skips_the_discriminator(db):
+    def broken_code(request):
+        if is_discriminator(request):
+            return responder(request)
+        reply = json.loads(responder(request))
+        reply["output"] = "def add(a, b) return a + b"
+        return json.dumps(reply)
+
+    with OpenAIStub(responder=broken_code) as server:
+        job = generation.run_generation(_job(tasks=["generation"], samples=1).pk, client=_client(server))
+        assert server.count == 1
+    instance = job.instances.get()
+    assert (instance.stage, instance.failed_check) == (Instance.Stage.CHECK_FAILED, "output_parses")
+
+
+def test_garbage_judgement_is_recorded(db):
+    def bad_judge(request):
+        return '{"rules": [{"id": "nope"' if is_discriminator(request) else responder(request)
+
+    with OpenAIStub(responder=bad_judge) as server:
+        job = generation.run_generation(_job(tasks=["generation"], samples=1).pk, client=_client(server))
+    instance = job.instances.get()
+    assert instance.stage == Instance.Stage.JUDGE_FAILED
+    assert instance.passed is None
+
+
+def test_llm_errors_are_recorded_per_instance(db):
+    with OpenAIStub(responder=responder) as server:
+        server.fail_request(1, "400")
+        job = generation.run_generation(
+            _job(tasks=["generation"], samples=2, concurrency=1).pk, client=_client(server)
+        )
+    failed = job.instances.get(status=Instance.Status.FAILED)
+    assert failed.stage == Instance.Stage.LLM_ERROR
+    assert "LLM call failed" in failed.failure
+    assert job.instances.filter(status=Instance.Status.DONE).count() == 1
+    assert LLMCall.objects.filter(job=job).exclude(error="").count() == 1
+
+
+def test_same_generation_key_never_yields_two_instances(db, stub):
+    job = _job(tasks=["generation"], samples=2)
+    again = generation.create_generation_job(
+        selection_run=job.selection_run, tasks=["generation"], samples_per_task=2, execute=False
+    )
+    assert again.progress_total == 0
+    assert Instance.objects.count() == 2
+
+
+def test_running_a_finished_job_again_does_nothing(db, stub):
+    job = _job(tasks=["generation"], samples=2)
+    generation.run_generation(job.pk, client=_client(stub))
+    calls = stub.count
+    generation.run_generation(job.pk, client=_client(stub))
+    assert stub.count == calls
+
+
+def test_two_workers_on_one_job_share_the_rows(transactional_db):
+    """Two drains at once (as two Celery workers would run them) process each row exactly once."""
+    from curation.catalog import ensure_catalog
+
+    ensure_catalog()
+    with OpenAIStub(responder=responder, latency=0.05) as server:
+        job = _job(samples=4, concurrency=3)
+        errors = []
+
+        def drain():
+            try:
+                generation.run_generation(job.pk, client=_client(server))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=drain) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert server.count == 2 * 16
+    assert Instance.objects.filter(status=Instance.Status.DONE).count() == 16
+    assert LLMCall.objects.filter(role="generator").values("instance").distinct().count() == 16
+
+
+def test_redelivered_job_takes_over_rows_of_a_dead_worker(db, stub):
+    job = _job(tasks=["generation"], samples=3)
+    # A worker claimed two rows and died: they are in flight with a lease.
+    dead = generation.claim_rows(job, 2)
+    assert len(dead) == 2
+    generation.run_generation(job.pk, client=_client(stub))
+    assert job.instances.filter(status=Instance.Status.DONE).count() == 1, "leased rows wait for the lease"
+    job.instances.filter(status=Instance.Status.IN_FLIGHT).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    generation.resume(job)
+    job = generation.run_generation(job.pk, client=_client(stub))
+    assert job.instances.filter(status=Instance.Status.DONE).count() == 3
+    assert job.status == GenerationJob.Status.SUCCEEDED
+    # The dead worker's late answer is not written over the new one.
+    late = dead[0]
+    late.status, late.instruction = Instance.Status.FAILED, "late"
+    assert generation._save_result(late) is False
+
+
+class PausingClient(OpenAICompatibleClient):
+    """Pauses its job (as a curator would, from the page) when it has made `after` calls."""
+
+    def __init__(self, *args, job, after, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.job, self.after, self.calls = job, after, 0
+
+    async def complete(self, messages, **kwargs):
+        self.calls += 1
+        if self.calls == self.after:
+            await sync_to_async(generation.pause)(self.job)
+        return await super().complete(messages, **kwargs)
+
+
+def test_pause_resume_cancel(db, stub):
+    job = _job(tasks=["generation"], samples=4, concurrency=1)
+    client = PausingClient(stub.base_url, timeout=5, job=job, after=2)
+    job = generation.run_generation(job.pk, client=client)
+    assert job.status == GenerationJob.Status.RUNNING and job.paused
+    counts = generation.job_counts(job)
+    assert counts.done == 1 and counts.pending == 3, "the row in flight finished, no new one started"
+    assert generation.resume(job)
+    job = generation.run_generation(job.pk, client=_client(stub))
+    assert job.status == GenerationJob.Status.SUCCEEDED
+    assert generation.job_counts(job).done == 4
+
+    other = generation.create_generation_job(
+        selection_run=job.selection_run, tasks=["repair"], samples_per_task=3, execute=False
+    )
+    generation.cancel(other)
+    other.refresh_from_db()
+    assert other.status == GenerationJob.Status.CANCELLED
+    assert set(other.instances.values_list("failure", flat=True)) == {"cancelled before it was generated"}
+    assert not generation.resume(other)
+
+
+def test_retry_failures_retries_only_the_failures(db):
+    with OpenAIStub(responder=responder) as server:
+        server.fail_request(1, "400")
+        job = generation.run_generation(
+            _job(tasks=["generation"], samples=3, concurrency=1).pk, client=_client(server)
+        )
+        assert generation.job_counts(job).failed == 1
+        before = server.count
+        assert generation.retry_failures(job) == 1
+        job = generation.run_generation(job.pk, client=_client(server))
+        assert server.count - before == 2, "one generator and one discriminator call, for the failed row only"
+    assert generation.job_counts(job).done == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tasks": ["poetry"]}, "Tasks must be"),
+        ({"samples": 0}, "samples_per_task"),
+        ({"concurrency": 0}, "concurrency"),
+    ],
+)
+def test_bad_job_parameters_are_clear_errors(db, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _job(**kwargs)
+
+
+def test_execution_check_runs_python_with_its_asserts(db, stub):
+    job = generation.create_generation_job(
+        selection_run=make_selection(), tasks=["generation", "repair", "summarization"], samples_per_task=1
+    )
+    generation.run_generation(job.pk, client=_client(stub))
+    statuses = dict(job.instances.values_list("task__slug", "execution_status"))
+    assert statuses == {"generation": "passed", "repair": "passed", "summarization": "skipped"}
+
+
+def test_failing_asserts_are_recorded(db):
+    def wrong(request):
+        if is_discriminator(request):
+            return responder(request)
+        reply = json.loads(responder(request))
+        reply["tests"] = "assert add(1, 2) == 4"
+        return json.dumps(reply)
+
+    with OpenAIStub(responder=wrong) as server:
+        job = generation.create_generation_job(
+            selection_run=make_selection(), tasks=["generation"], samples_per_task=1
+        )
+        generation.run_generation(job.pk, client=_client(server))
+    instance = job.instances.get()
+    assert instance.execution_status == "failed"
+    assert "AssertionError" in instance.execution_detail
+    # The discriminator is told the result.
+    assert "Running its code with its tests: failed." in server.requests[1]["messages"][1]["content"]
+
+
+def test_client_concurrency_keeps_requests_in_flight(db):
+    with OpenAIStub(responder=responder, latency=0.2) as server:
+        job = _job(samples=4, concurrency=16)
+        started = asyncio.get_event_loop_policy  # noqa: F841 - keep asyncio imported for clarity
+        generation.run_generation(job.pk, client=_client(server, concurrency=16))
+        assert server.max_in_flight >= 8

@@ -1,0 +1,90 @@
+"""Reading LLM replies: JSON, fenced JSON, plain-text sections; garbage is a ParseError, never a crash."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curation.parsing import ParseError, parse_fields, parse_judgement
+
+FIELDS = ["instruction", "input", "output", "tests"]
+REQUIRED = ["instruction", "input", "output"]
+
+
+def test_plain_json():
+    text = '{"instruction": "Summarize it.", "input": "x = 1", "output": "Sets x.", "tests": ""}'
+    assert parse_fields(text, FIELDS, REQUIRED)["output"] == "Sets x."
+
+
+def test_json_in_a_code_fence_with_chatter():
+    text = 'Sure! Here it is:\n```json\n{"instruction": "Do it.", "input": "a", "output": "b"}\n```\nHope it helps.'
+    values = parse_fields(text, FIELDS, REQUIRED)
+    assert (values["instruction"], values["tests"]) == ("Do it.", "")
+
+
+def test_json_keys_case_insensitive_and_lists_joined():
+    text = '{"Instruction": "Do it.", "INPUT": "a", "output": "b", "tests": ["assert f(1)", "assert f(2)"]}'
+    assert parse_fields(text, FIELDS, REQUIRED)["tests"] == "assert f(1)\nassert f(2)"
+
+
+def test_plain_text_sections():
+    text = (
+        "### Instruction\nWrite documentation for the Python function.\n"
+        "### Input\n```python\ndef f():\n    return 1\n```\n"
+        "**Output**: Returns one.\n"
+    )
+    values = parse_fields(text, FIELDS, REQUIRED)
+    assert values["input"] == "def f():\n    return 1"
+    assert values["output"] == "Returns one."
+
+
+def test_missing_required_field_is_a_parse_error():
+    with pytest.raises(ParseError, match="lacks output"):
+        parse_fields('{"instruction": "Do it.", "input": "a"}', FIELDS, REQUIRED)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", '{"instruction": "Do it", "input": "a", "outp', "I cannot help."]
+)
+def test_garbage_is_a_parse_error(text):
+    with pytest.raises(ParseError):
+        parse_fields(text, FIELDS, REQUIRED)
+
+
+@given(st.text(max_size=300))
+def test_never_raises_anything_but_parse_error(text):
+    try:
+        parse_fields(text, FIELDS, REQUIRED)
+    except ParseError:
+        pass
+    try:
+        parse_judgement(text, ["a", "b"])
+    except ParseError:
+        pass
+
+
+def test_judgement_json():
+    text = (
+        '{"rules": [{"id": "a", "answer": "yes", "reason": "fine"}, {"id": "b", "answer": "No", "reason": "bad"}],'
+        ' "overall": "no", "reasons": "b fails"}'
+    )
+    answers, overall, reasons = parse_judgement(text, ["a", "b"])
+    assert answers == {"a": (True, "fine"), "b": (False, "bad")}
+    assert (overall, reasons) == (False, "b fails")
+
+
+def test_judgement_json_mapping_form():
+    answers, overall, _ = parse_judgement('{"a": "yes", "b": {"answer": "no", "reason": "x"}}', ["a", "b"])
+    assert answers == {"a": (True, ""), "b": (False, "x")}
+    assert overall is None
+
+
+def test_judgement_plain_lines():
+    text = "a: yes - it names Python\n- b: NO — imports missing\nOverall: no - b fails"
+    answers, overall, reasons = parse_judgement(text, ["a", "b"])
+    assert answers["b"] == (False, "imports missing")
+    assert overall is False and reasons == "b fails"
+
+
+def test_judgement_missing_rule_is_a_parse_error():
+    with pytest.raises(ParseError, match="rule"):
+        parse_judgement('{"rules": [{"id": "a", "answer": "yes", "reason": ""}]}', ["a", "b"])
