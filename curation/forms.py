@@ -55,7 +55,9 @@ class GenerationJobForm(forms.Form):
     instances_per_sample = forms.IntegerField(min_value=1, max_value=20, initial=1)
     generator_model = forms.CharField(max_length=200, initial=settings.LLM_GENERATOR_MODEL)
     discriminator_model = forms.CharField(max_length=200, initial=settings.LLM_DISCRIMINATOR_MODEL)
-    concurrency = forms.IntegerField(min_value=1, max_value=256, initial=settings.LLM_CONCURRENCY)
+    concurrency = forms.IntegerField(
+        min_value=1, max_value=256, initial=8, help_text="Requests in flight at once."
+    )
     execute = forms.BooleanField(
         required=False, initial=True, help_text="Run Python outputs and asserts in the sandbox."
     )

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,8 +36,6 @@ SYSTEM = (
     "object only."
 )
 TRANSLATION_TARGETS = ["python", "javascript", "java", "go", "cpp", "rust", "typescript"]
-# A worker that dies leaves its claimed rows leased; another worker takes them once the lease ends.
-LEASE = timedelta(minutes=15)
 
 
 def fields_for(task_slug: str, language: str) -> tuple[list[str], list[str]]:
@@ -287,7 +286,7 @@ def claim_rows(job: GenerationJob, limit: int) -> list[Instance]:
     # The status/lease condition is repeated in the update, so of two workers racing for a row one wins.
     claimable.filter(id__in=ids).update(
         status=Instance.Status.IN_FLIGHT,
-        lease_until=now + LEASE,
+        lease_until=now + timedelta(seconds=settings.LLM_LEASE_S),
         claim_token=token,
         attempts=F("attempts") + 1,
     )
@@ -301,26 +300,47 @@ def claim_rows(job: GenerationJob, limit: int) -> list[Instance]:
 class _Drain:
     """One worker's loop over a job: keeps `concurrency` rows in flight until nothing is left."""
 
+    # Few-shot examples are re-read from the pools at most this often (seconds): fresh enough for the
+    # feedback loop, and it keeps the database out of the way of hundreds of requests per second.
+    EXAMPLES_TTL = 2.0
+    LEASE_POLL_S = 1.0
+
     def __init__(self, job: GenerationJob, client: llm.LLMClient, on_progress) -> None:
         self.job, self.client, self.on_progress = job, client, on_progress
         self.db = sync_to_async(lambda fn, *a, **kw: fn(*a, **kw), thread_sensitive=True)
+        self._examples: dict[tuple, tuple[float, tuple]] = {}
+
+    async def examples(self, row: Instance) -> tuple[list[PoolExample], list[PoolExample]]:
+        key = (row.task_id, row.language)
+        now = time.monotonic()
+        cached = self._examples.get(key)
+        if cached is None or now - cached[0] > self.EXAMPLES_TTL:
+            cached = (now, await self.db(_examples, row, self.job.few_shot))
+            self._examples[key] = cached
+        return cached[1]
 
     async def run(self) -> None:
         running: set[asyncio.Task] = set()
-        exhausted = False
         while True:
-            if not exhausted and not await self.db(self._should_stop):
+            if not await self.db(self._should_stop):
                 free = self.job.concurrency - len(running)
                 if free > 0:
                     batch = await self.db(claim_rows, self.job, free)
-                    exhausted = not batch and not running
                     running.update(asyncio.create_task(self._process(row)) for row in batch)
             if not running:
-                break
+                # Nothing to claim now. Rows leased by another worker either finish or, if that worker
+                # died, come free when their lease ends: wait for that rather than leave the job stuck.
+                if await self.db(self._should_stop) or not await self.db(self._others_in_flight):
+                    break
+                await asyncio.sleep(self.LEASE_POLL_S)
+                continue
             _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             if self.on_progress:
                 counts = await self.db(job_counts, self.job)
                 self.on_progress("generating", counts.finished, self.job.progress_total)
+
+    def _others_in_flight(self) -> bool:
+        return self.job.instances.filter(status=Instance.Status.IN_FLIGHT).exists()
 
     def _should_stop(self) -> bool:
         state = GenerationJob.objects.filter(pk=self.job.pk).values("status", "paused").first()
@@ -349,7 +369,7 @@ class _Drain:
 
     async def _generate_and_judge(self, row: Instance) -> None:
         slug = row.task.slug
-        good, bad = await self.db(_examples, row, self.job.few_shot)
+        good, bad = await self.examples(row)
         fields, required = fields_for(slug, row.language)
         completion = await self._call(
             row,
@@ -387,7 +407,7 @@ class _Drain:
         if self.job.execute:
             row.execution_status, row.execution_detail = await asyncio.to_thread(execute_instance, row)
         principles = row.task.current_principles
-        good_j, bad_j = await self.db(_examples, row, self.job.few_shot)
+        good_j, bad_j = await self.examples(row)
         judged = await self._call(
             row,
             LLMCall.Role.DISCRIMINATOR,

@@ -44,13 +44,11 @@ def few_shot(task: CodeTask, kind: str, k: int, *, language: str = "", seed: int
     return chosen
 
 
-def add_judged(instance: Instance, verdict: Verdict) -> PoolExample:
-    """Put a judged instance in its task's good pool (passed) or bad pool (failed, with the reasons)."""
+def add_judged(instance: Instance, verdict: Verdict, failed_rules: list[str] = ()) -> PoolExample:
+    """Put a judged instance in its task's good pool (passed) or bad pool (failed, with the reasons:
+    `failed_rules` as "rule_id: reason" strings, else the verdict's overall reasons)."""
     kind = PoolExample.Kind.GOOD if verdict.passed else PoolExample.Kind.BAD
-    reasons = verdict.reasons
-    if not verdict.passed:
-        failed = [f"{r.rule_id}: {r.reason}" for r in verdict.rules.all() if not r.passed]
-        reasons = "; ".join(failed) or reasons
+    reasons = verdict.reasons if verdict.passed else ("; ".join(failed_rules) or verdict.reasons)
     example, _ = PoolExample.objects.update_or_create(
         instance=instance,
         origin=PoolExample.Origin.DISCRIMINATOR,

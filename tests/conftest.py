@@ -1,17 +1,9 @@
-"""Shared fixtures. Tests never touch a model hub and keep all their files in a temporary folder."""
+"""Shared fixtures. The environment (a private var folder, no model hub) is set by tests/pytest_env.py."""
 
-import os
-import tempfile
+import pytest
+from django.contrib.auth import get_user_model
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Each test session writes its SQLite file, broker folders and artifacts under its own folder.
-os.environ.setdefault("WAVECODER_VAR_DIR", tempfile.mkdtemp(prefix="wavecoder-test-"))
-
-import pytest  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-
-from curation.roles import ADMIN, CURATOR, REVIEWER, grant  # noqa: E402
+from curation.roles import ADMIN, CURATOR, REVIEWER, grant
 
 
 def _user(username: str, role: str | None):

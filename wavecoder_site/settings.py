@@ -91,6 +91,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "curation.roles.role_context",
             ],
+            # {% partialdef %} everywhere without {% load partials %} (as Django 6 has it built in).
+            "builtins": ["template_partials.templatetags.partials"],
         },
     },
 ]
@@ -130,7 +132,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = VAR_DIR / "staticfiles"  # filled by collectstatic for production; WhiteNoise serves it
+STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_ROOT = VAR_DIR / "media"
 
 # Uploads of corpora can be large; Django streams anything over this to a temporary file.
@@ -139,8 +142,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first, so a bad or missing token answers 401 with WWW-Authenticate rather than 403.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -152,6 +156,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Build code instruction-tuning data the WaveCoder way.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "curation.models.Job.Status",
+        "InstanceStatusEnum": "curation.models.Instance.Status",
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------------------
@@ -159,12 +168,13 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 # Job progress lives in the database; Celery's own results are not needed.
@@ -211,7 +221,10 @@ OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 LLM_GENERATOR_MODEL = os.environ.get("WAVECODER_GENERATOR_MODEL", "smollm2-135m-instruct")
 LLM_DISCRIMINATOR_MODEL = os.environ.get("WAVECODER_DISCRIMINATOR_MODEL", "smollm2-135m-instruct")
-LLM_CONCURRENCY = int(os.environ.get("WAVECODER_LLM_CONCURRENCY", 8))
+# Requests in flight per worker process and endpoint (a job's own concurrency is capped by this).
+LLM_CONCURRENCY = int(os.environ.get("WAVECODER_LLM_CONCURRENCY", 32))
+# How long a worker holds an instance it is working on; if it dies, another worker takes it after this.
+LLM_LEASE_S = float(os.environ.get("WAVECODER_LLM_LEASE_S", 900))
 LLM_TIMEOUT_S = float(os.environ.get("WAVECODER_LLM_TIMEOUT_S", 120))
 LLM_MAX_RETRIES = int(os.environ.get("WAVECODER_LLM_MAX_RETRIES", 5))
 LLM_MAX_TOKENS = int(os.environ.get("WAVECODER_LLM_MAX_TOKENS", 768))
@@ -219,7 +232,10 @@ LLM_MAX_TOKENS = int(os.environ.get("WAVECODER_LLM_MAX_TOKENS", 768))
 LLM_PRICES = {
     name.strip(): tuple(float(x) for x in price.split("/"))
     for name, price in (
-        item.split("=", 1) for item in _env_list("WAVECODER_LLM_PRICES", ["gpt-4o-mini=0.15/0.6", "gpt-4o=2.5/10"])
+        item.split("=", 1)
+        for item in _env_list(
+            "WAVECODER_LLM_PRICES", ["gpt-4o-mini=0.15/0.6", "gpt-4o=2.5/10", "smollm2-135m-instruct=0/0"]
+        )
     )
 }
 
@@ -232,7 +248,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("WAVECODER_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # One line per LLM request at INFO drowns the worker log (and costs throughput).
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+    },
 }
 
 TESTING = "pytest" in sys.modules

@@ -58,7 +58,9 @@ def test_selection_api_validates_and_lists_picks(curator_client, tmp_path):
     ingest.run_ingest(ingest.create_ingest_run(write_package(tmp_path / "pkg")).pk)
     bad = curator_client.post("/api/selection-runs/", {"k": 0}, content_type="application/json")
     assert bad.status_code == 400
-    response = curator_client.post("/api/selection-runs/", {"k": 2, "seed": 1}, content_type="application/json")
+    response = curator_client.post(
+        "/api/selection-runs/", {"k": 2, "seed": 1}, content_type="application/json"
+    )
     assert response.status_code == 201, response.content
     run = SelectionRun.objects.get(pk=response.json()["id"])
     samples = list(CodeSample.objects.order_by("id")[:2])

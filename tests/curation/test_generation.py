@@ -3,11 +3,9 @@
 import asyncio
 import json
 import threading
-from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.utils import timezone
 
 from curation import generation
 from curation.llm import OpenAICompatibleClient
@@ -198,20 +196,19 @@ def test_two_workers_on_one_job_share_the_rows(transactional_db):
     assert LLMCall.objects.filter(role="generator").values("instance").distinct().count() == 16
 
 
-def test_redelivered_job_takes_over_rows_of_a_dead_worker(db, stub):
+def test_redelivered_job_takes_over_rows_of_a_dead_worker(db, stub, settings):
+    settings.LLM_LEASE_S = 0.5
     job = _job(tasks=["generation"], samples=3)
-    # A worker claimed two rows and died: they are in flight with a lease.
+    # A worker claimed two rows and died: they are in flight under its lease.
     dead = generation.claim_rows(job, 2)
     assert len(dead) == 2
-    generation.run_generation(job.pk, client=_client(stub))
-    assert job.instances.filter(status=Instance.Status.DONE).count() == 1, "leased rows wait for the lease"
-    job.instances.filter(status=Instance.Status.IN_FLIGHT).update(
-        lease_until=timezone.now() - timedelta(seconds=1)
-    )
-    generation.resume(job)
+    assert generation.claim_rows(job, 5)[0].pk not in {d.pk for d in dead}, "leased rows are not claimable"
+    job.instances.exclude(pk__in=[d.pk for d in dead]).update(status=Instance.Status.PENDING)
+    # The redelivered task waits for the dead worker's lease to run out, then takes its rows.
     job = generation.run_generation(job.pk, client=_client(stub))
-    assert job.instances.filter(status=Instance.Status.DONE).count() == 3
     assert job.status == GenerationJob.Status.SUCCEEDED
+    assert job.instances.filter(status=Instance.Status.DONE).count() == 3
+    assert stub.count == 6, "each row generated and judged once"
     # The dead worker's late answer is not written over the new one.
     late = dead[0]
     late.status, late.instruction = Instance.Status.FAILED, "late"

@@ -16,7 +16,10 @@ def test_plain_json():
 
 
 def test_json_in_a_code_fence_with_chatter():
-    text = 'Sure! Here it is:\n```json\n{"instruction": "Do it.", "input": "a", "output": "b"}\n```\nHope it helps.'
+    text = (
+        'Sure! Here it is:\n```json\n{"instruction": "Do it.", "input": "a", "output": "b"}\n```\n'
+        "Hope it helps."
+    )
     values = parse_fields(text, FIELDS, REQUIRED)
     assert (values["instruction"], values["tests"]) == ("Do it.", "")
 
@@ -64,7 +67,8 @@ def test_never_raises_anything_but_parse_error(text):
 
 def test_judgement_json():
     text = (
-        '{"rules": [{"id": "a", "answer": "yes", "reason": "fine"}, {"id": "b", "answer": "No", "reason": "bad"}],'
+        '{"rules": [{"id": "a", "answer": "yes", "reason": "fine"}, '
+        '{"id": "b", "answer": "No", "reason": "bad"}],'
         ' "overall": "no", "reasons": "b fails"}'
     )
     answers, overall, reasons = parse_judgement(text, ["a", "b"])

@@ -19,7 +19,8 @@ def test_upload_creates_and_queues_an_ingest_run(curator_client, django_capture_
     upload = SimpleUploadedFile("corpus.zip", zip_bytes(), content_type="application/zip")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = curator_client.post(
-            reverse("ingest-new"), {"upload": upload, "min_chars": 20, "max_chars": 800, "use_blacklist": "on"}
+            reverse("ingest-new"),
+            {"upload": upload, "min_chars": 20, "max_chars": 800, "use_blacklist": "on"},
         )
     run = IngestRun.objects.get()
     assert response["Location"] == reverse("ingest-detail", args=[run.pk])
@@ -39,7 +40,9 @@ def test_ingest_form_rejects_both_or_neither_source(curator_client):
 
 def test_ingest_form_rejects_inverted_length_window(curator_client):
     upload = SimpleUploadedFile("c.zip", zip_bytes())
-    response = curator_client.post(reverse("ingest-new"), {"upload": upload, "min_chars": 900, "max_chars": 800})
+    response = curator_client.post(
+        reverse("ingest-new"), {"upload": upload, "min_chars": 900, "max_chars": 800}
+    )
     assert b"must be larger than the minimum" in response.content
     assert not IngestRun.objects.exists()
 

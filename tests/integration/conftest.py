@@ -32,20 +32,40 @@ def worker(transactional_db, tmp_path):
     app.control.purge()
     procs: list[subprocess.Popen] = []
 
-    def start(*extra: str) -> subprocess.Popen:
+    def start(*extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        overrides = env or {}
         env = {
             **os.environ,
             "DATABASE_URL": _database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "WAVECODER_VAR_DIR": str(settings.VAR_DIR),
             "HF_HUB_OFFLINE": "1",
+            **overrides,
         }
         log = open(tmp_path / f"worker-{len(procs)}.log", "w")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "wavecoder_site", "worker", "-Q", "default,llm,gpu",
-             "--pool", "solo", "--loglevel", "INFO", "--without-heartbeat", "--without-gossip",
-             "--without-mingle", *extra],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "wavecoder_site",
+                "worker",
+                "-Q",
+                "default,llm,gpu",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         procs.append(proc)
         return proc

@@ -16,7 +16,9 @@ def test_worker_ingests_an_upload_and_runs_a_selection(worker, client, curator, 
     worker()
     client.force_login(curator)
     upload = SimpleUploadedFile("corpus.zip", zip_bytes())
-    client.post(reverse("ingest-new"), {"upload": upload, "min_chars": 30, "max_chars": 800, "use_blacklist": "on"})
+    client.post(
+        reverse("ingest-new"), {"upload": upload, "min_chars": 30, "max_chars": 800, "use_blacklist": "on"}
+    )
     run = IngestRun.objects.get()
 
     def ingest_done():

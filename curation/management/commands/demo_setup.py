@@ -1,7 +1,8 @@
-"""`python manage.py demo_setup`: demo accounts, a real corpus (the standard library) and a selection.
+"""`python manage.py demo_setup`: demo accounts, a real corpus (the standard library), a selection, the
+offline LLM, and a first generation job queued for the worker that `run_demo` starts.
 
-Idempotent: accounts keep their passwords (stored in the var folder), sources already ingested and a
-finished selection are not redone.
+Idempotent: accounts keep their passwords (stored in the var folder); sources already ingested, a
+finished selection and an existing generation job are not redone.
 """
 
 import json
@@ -13,15 +14,27 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from curation import ingest, selection
+from curation import catalog, generation, ingest, llm, selection, tasks
 from curation.management.progress import ProgressBar
-from curation.models import CodeSource, IngestRun, SelectionRun
+from curation.models import CodeSource, GenerationJob, IngestRun, SelectionRun
 from curation.roles import ADMIN, CURATOR, REVIEWER, grant
 
 # Real, permissively licensed code that is on every machine with Python: several stdlib packages.
-STDLIB_PACKAGES = ["json", "email", "http", "logging", "asyncio", "concurrent", "urllib", "importlib", "unittest"]
+STDLIB_PACKAGES = [
+    "json",
+    "email",
+    "http",
+    "logging",
+    "asyncio",
+    "concurrent",
+    "urllib",
+    "importlib",
+    "unittest",
+]
 DEMO_ACCOUNTS = [("admin", ADMIN), ("curator", CURATOR), ("reviewer", REVIEWER)]
 DEMO_K = 200
+DEMO_SAMPLES_PER_TASK = 5
+DEMO_TASKS = ("summarization", "generation", "translation", "repair")
 
 
 class Command(BaseCommand):
@@ -34,6 +47,8 @@ class Command(BaseCommand):
         accounts = self._accounts()
         self._ingest()
         self._select(opts["k"])
+        self._offline_llm()
+        self._first_generation_job()
         self.stdout.write(self.style.SUCCESS("\nDemo accounts (also in var/demo-accounts.json):"))
         for username, password in accounts.items():
             self.stdout.write(f"  {username:<10} {password}")
@@ -89,3 +104,25 @@ class Command(BaseCommand):
             )
         else:
             self.stderr.write(f"  selection {run.status}: {run.error}")
+
+    def _offline_llm(self) -> None:
+        if llm.llama_server_available():
+            self.stdout.write(f"Offline LLM: llama.cpp server on {llm.offline_gguf_path().name}")
+            return
+        self.stdout.write(
+            "Offline LLM: llama-cpp-python is not installed; converting SmolLM2 for transformers"
+        )
+        self.stdout.write(f"  ready at {llm.ensure_offline_model()}")
+
+    def _first_generation_job(self) -> None:
+        if GenerationJob.objects.exists():
+            return
+        run = SelectionRun.objects.filter(status=SelectionRun.Status.SUCCEEDED).order_by("-pk").first()
+        if run is None:
+            return
+        catalog.ensure_catalog()
+        job = generation.create_generation_job(
+            selection_run=run, tasks=list(DEMO_TASKS), samples_per_task=DEMO_SAMPLES_PER_TASK, concurrency=4
+        )
+        tasks.run_generation_job.delay(job.pk)
+        self.stdout.write(f"Queued generation job #{job.pk}: {job.progress_total} instances for the worker")
