@@ -298,7 +298,14 @@ def main() -> None:
     for name in ("429", "500", "timeout", "truncated_json", "non_json"):
         parser.add_argument(f"--rate-{name.replace('_', '-')}", type=float, default=0.0, dest=f"rate_{name}")
     parser.add_argument("--retry-after", default=None)
+    parser.add_argument("--responder", help="module:function answering each request (default: schema-shaped)")
     args = parser.parse_args()
+    responder = default_responder
+    if args.responder:
+        import importlib
+
+        module, _, name = args.responder.partition(":")
+        responder = getattr(importlib.import_module(module), name)
     faults = Faults(
         rate_429=args.rate_429,
         rate_500=args.rate_500,
@@ -307,7 +314,14 @@ def main() -> None:
         rate_non_json=args.rate_non_json,
         retry_after=args.retry_after,
     )
-    stub = OpenAIStub(latency=args.latency, faults=faults, seed=args.seed, host=args.host, port=args.port)
+    stub = OpenAIStub(
+        latency=args.latency,
+        faults=faults,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        responder=responder,
+    )
     print(f"OpenAI stub (test double) on {stub.base_url}, latency {args.latency} s", flush=True)
     try:
         stub._server.serve_forever()

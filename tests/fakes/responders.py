@@ -1,0 +1,74 @@
+"""Answers for the OpenAI stub server (a test double) that read like a competent LLM's.
+
+The responder reads the request to tell the Generator from the Discriminator and the task from the
+prompt, and answers with valid JSON. No Django here: the stub also runs as its own process.
+"""
+
+import json
+
+GOOD = {
+    "summarization": {
+        "instruction": "Write concise documentation for the following Python function.",
+        "output": "Adds two numbers and returns the sum.",
+    },
+    "generation": {
+        "instruction": "Write a Python function add(a, b) that returns the sum of two numbers.",
+        "input": "",
+        "output": "def add(a, b):\n    return a + b",
+        "tests": "assert add(1, 2) == 3",
+    },
+    "translation": {
+        "instruction": "Translate the following Python function into another language.",
+        "output": "function add(a, b) {\n  return a + b;\n}",
+    },
+    "repair": {
+        "instruction": "Find and fix the bug in this Python function.",
+        "input": "def add(a, b):\n    return a - b",
+        "output": "def add(a, b):\n    return a + b",
+        "explanation": "It subtracted instead of adding.",
+        "tests": "assert add(1, 2) == 3",
+    },
+}
+
+
+def _prompt(request: dict) -> str:
+    return "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+
+
+def task_of(request: dict) -> str:
+    prompt = _prompt(request)
+    for slug, marker in [
+        ("summarization", "Code summarization"),
+        ("generation", "Code generation"),
+        ("translation", "Code translation"),
+        ("repair", "Code repair"),
+    ]:
+        if f"Task definition: {marker}" in prompt:
+            return slug
+    raise AssertionError("no task in prompt")
+
+
+def is_discriminator(request: dict) -> bool:
+    return "Discriminator" in request["messages"][0]["content"]
+
+
+def rule_ids(request: dict) -> list[str]:
+    schema = request["response_format"]["json_schema"]["schema"]
+    return schema["properties"]["rules"]["items"]["properties"]["id"]["enum"]
+
+
+def responder(request: dict, *, fail_rules: tuple[str, ...] = ()) -> str:
+    """Valid generator JSON for the task, or a judgement saying yes to every rule but `fail_rules`."""
+    if is_discriminator(request):
+        rules = [
+            {"id": r, "answer": "no" if r in fail_rules else "yes", "reason": f"checked {r}"}
+            for r in rule_ids(request)
+        ]
+        failed = [r["id"] for r in rules if r["answer"] == "no"]
+        return json.dumps({"rules": rules, "overall": "no" if failed else "yes", "reasons": "looked at it"})
+    slug = task_of(request)
+    fields = dict(GOOD[slug])
+    if slug in ("summarization", "translation"):
+        fields["input"] = "def add(a, b):\n    return a + b"
+    wanted = request["response_format"]["json_schema"]["schema"]["properties"]
+    return json.dumps({k: v for k, v in fields.items() if k in wanted})
