@@ -23,27 +23,21 @@ SYSTEM = (
 
 
 def judgement_schema(rule_ids: list[str]) -> dict:
-    """JSON schema of the reply, for endpoints that constrain output to a schema."""
+    """JSON schema of the reply: one object per rule (reason first, then yes/no: think, then answer),
+    then the overall answer. Endpoints that constrain output to it cannot skip or invent a rule."""
+    answer = {
+        "type": "object",
+        "properties": {"reason": {"type": "string"}, "answer": {"type": "string", "enum": ["yes", "no"]}},
+        "required": ["reason", "answer"],
+        "additionalProperties": False,
+    }
+    properties = {rule_id: answer for rule_id in rule_ids}
+    properties["overall"] = {"type": "string", "enum": ["yes", "no"]}
+    properties["reasons"] = {"type": "string"}
     return {
         "type": "object",
-        "properties": {
-            "rules": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string", "enum": rule_ids},
-                        "answer": {"type": "string", "enum": ["yes", "no"]},
-                        "reason": {"type": "string"},
-                    },
-                    "required": ["id", "answer", "reason"],
-                    "additionalProperties": False,
-                },
-            },
-            "overall": {"type": "string", "enum": ["yes", "no"]},
-            "reasons": {"type": "string"},
-        },
-        "required": ["rules", "overall", "reasons"],
+        "properties": properties,
+        "required": list(properties),
         "additionalProperties": False,
     }
 
@@ -87,12 +81,9 @@ def build_messages(
     parts.append("The instance to judge:\n" + json.dumps(instance_fields(instance), indent=1))
     if instance.execution_status:
         parts.append(f"Running its code with its tests: {instance.execution_status}.")
-    example_reply = {
-        "rules": [{"id": rule["id"], "answer": "yes", "reason": "..."} for rule in principles.rules[:1]],
-        "overall": "yes",
-        "reasons": "...",
-    }
-    parts.append(f"Reply with JSON like {json.dumps(example_reply)}, one entry per rule.")
+    example_reply = {rule["id"]: {"reason": "...", "answer": "yes"} for rule in principles.rules[:1]}
+    example_reply |= {"overall": "yes", "reasons": "..."}
+    parts.append(f"Reply with JSON like {json.dumps(example_reply)}, with one entry per rule.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 

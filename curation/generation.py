@@ -39,8 +39,13 @@ TRANSLATION_TARGETS = ["python", "javascript", "java", "go", "cpp", "rust", "typ
 
 
 def fields_for(task_slug: str, language: str) -> tuple[list[str], list[str]]:
-    """(all fields, required fields) the generator writes for a task."""
-    fields = ["instruction", "input", "output"]
+    """(all fields, required fields) the generator writes for a task. Summarization and translation take
+    the raw code itself as their input, so the model is not asked to copy it (and cannot garble it)."""
+    fields = (
+        ["instruction", "output"]
+        if task_slug in ("summarization", "translation")
+        else ["instruction", "input", "output"]
+    )
     if task_slug == "repair":
         fields.append("explanation")
     if task_slug in ("generation", "repair") and language == "python":
@@ -386,8 +391,8 @@ class _Drain:
             return
         for field in fields:
             setattr(row, field, values.get(field, ""))
-        if slug in ("summarization", "translation", "repair") and not row.input.strip():
-            row.input = row.sample.code  # the raw code is the input when the generator left it out
+        if slug in ("summarization", "translation"):
+            row.input = row.sample.code
         results = checks.run_static_checks(
             task=slug,
             instruction=row.instruction,

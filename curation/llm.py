@@ -727,6 +727,12 @@ def start_llama_server(port: int, *, threads: int = 1, n_ctx: int = 4096, log_pa
     import sys
 
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+    # The server's settings also read HOST/PORT etc. from the environment, over its command line.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in {"HOST", "PORT", "MODEL", "N_CTX", "N_THREADS"}
+    }
     return subprocess.Popen(
         [
             sys.executable,
@@ -745,6 +751,7 @@ def start_llama_server(port: int, *, threads: int = 1, n_ctx: int = 4096, log_pa
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
 
 

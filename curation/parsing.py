@@ -80,7 +80,8 @@ def parse_fields(text: str, fields: list[str], required: list[str]) -> dict[str,
 def parse_judgement(text: str, rule_ids: list[str]) -> tuple[dict[str, tuple[bool, str]], bool | None, str]:
     """Read a discriminator reply: per rule (yes?, reason), the overall answer (None if absent), reasons.
 
-    JSON shape: {"rules": [{"id", "answer", "reason"}], "overall": "yes|no", "reasons": "..."}.
+    JSON shapes: {"<rule_id>": {"reason", "answer"}, …, "overall": "yes|no", "reasons": "…"} (what the
+    discriminator's schema asks for) or {"rules": [{"id", "answer", "reason"}], "overall", "reasons"}.
     Plain text: one line per rule, `rule_id: yes — reason`, then `overall: no — reasons`.
     ParseError when any rule has no yes/no answer.
     """

@@ -54,18 +54,19 @@ def is_discriminator(request: dict) -> bool:
 
 def rule_ids(request: dict) -> list[str]:
     schema = request["response_format"]["json_schema"]["schema"]
-    return schema["properties"]["rules"]["items"]["properties"]["id"]["enum"]
+    return [key for key in schema["properties"] if key not in ("overall", "reasons")]
 
 
 def responder(request: dict, *, fail_rules: tuple[str, ...] = ()) -> str:
     """Valid generator JSON for the task, or a judgement saying yes to every rule but `fail_rules`."""
     if is_discriminator(request):
-        rules = [
-            {"id": r, "answer": "no" if r in fail_rules else "yes", "reason": f"checked {r}"}
+        reply = {
+            r: {"reason": f"checked {r}", "answer": "no" if r in fail_rules else "yes"}
             for r in rule_ids(request)
-        ]
-        failed = [r["id"] for r in rules if r["answer"] == "no"]
-        return json.dumps({"rules": rules, "overall": "no" if failed else "yes", "reasons": "looked at it"})
+        }
+        failed = [r for r, v in reply.items() if v["answer"] == "no"]
+        reply |= {"overall": "no" if failed else "yes", "reasons": "looked at it"}
+        return json.dumps(reply)
     slug = task_of(request)
     fields = dict(GOOD[slug])
     if slug in ("summarization", "translation"):
