@@ -121,10 +121,34 @@ def parse_judgement(text: str, rule_ids: list[str]) -> tuple[dict[str, tuple[boo
                 answers.setdefault(key, (answer, reason))
             elif key.lower() == "overall":
                 overall, reasons = answer, reason
+    if any(r not in answers for r in rule_ids):
+        salvaged, salvaged_overall, _ = _salvage_judgement(text, rule_ids)
+        answers = salvaged | answers
+        overall = overall if overall is not None else salvaged_overall
     missing = [r for r in rule_ids if r not in answers]
     if missing:
         raise ParseError(f"no yes/no answer for rule(s) {', '.join(missing)}")
     return answers, overall, reasons
+
+
+_RULE_OBJECT = re.compile(
+    r'"(?P<id>\w+)"\s*:\s*\{\s*(?:"reason"\s*:\s*"(?P<r1>(?:[^"\\]|\\.)*)"\s*,\s*)?'
+    r'"answer"\s*:\s*"(?P<answer>yes|no)"(?:\s*,\s*"reason"\s*:\s*"(?P<r2>(?:[^"\\]|\\.)*)")?',
+    re.I,
+)
+_OVERALL = re.compile(r'"overall"\s*:\s*"(yes|no)"', re.I)
+
+
+def _salvage_judgement(text: str, rule_ids: list[str]):
+    """Per-rule answers from JSON that broke off (a small model rambling past its token limit): every
+    complete `"rule": {"reason": …, "answer": …}` object before the break still counts."""
+    answers: dict[str, tuple[bool, str]] = {}
+    for match in _RULE_OBJECT.finditer(text):
+        if match.group("id") in rule_ids:
+            reason = match.group("r1") or match.group("r2") or ""
+            answers.setdefault(match.group("id"), (match.group("answer").lower() == "yes", reason))
+    overall = _OVERALL.search(text)
+    return answers, (overall.group(1).lower() == "yes") if overall else None, ""
 
 
 def _yes_no(value: str) -> bool | None:

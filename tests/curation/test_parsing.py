@@ -92,3 +92,18 @@ def test_judgement_plain_lines():
 def test_judgement_missing_rule_is_a_parse_error():
     with pytest.raises(ParseError, match="rule"):
         parse_judgement('{"rules": [{"id": "a", "answer": "yes", "reason": ""}]}', ["a", "b"])
+
+
+def test_judgement_salvaged_from_json_that_broke_off():
+    text = (
+        '{ "a": { "reason": "Python 3.10", "answer": "no"}, "b": {"answer": "yes", "reason": "ok"}, '
+        '"overall": "no", "reasons": "### 1. no, no, no, no, no, no, no, no'
+    )
+    answers, overall, _ = parse_judgement(text, ["a", "b"])
+    assert answers == {"a": (False, "Python 3.10"), "b": (True, "ok")}
+    assert overall is False
+
+
+def test_judgement_cut_before_a_rule_is_still_an_error():
+    with pytest.raises(ParseError, match="b"):
+        parse_judgement('{ "a": { "reason": "x", "answer": "no"}, "b": { "reason": "and then', ["a", "b"])
