@@ -94,10 +94,19 @@ def read_judgement(text: str, principles: PrincipleVersion):
 
 @transaction.atomic
 def save_verdict(
-    instance: Instance, principles: PrincipleVersion, *, model: str, text: str, answers, overall, reasons: str
+    instance: Instance,
+    principles: PrincipleVersion,
+    *,
+    model: str,
+    text: str,
+    answers,
+    overall,
+    reasons: str,
+    write_instance: bool = True,
 ) -> Verdict:
     """Store a verdict and its per-rule answers, make it the instance's current one, and file the instance
-    in the good or bad pool. Passing needs every rule to be yes and no overall "no"."""
+    in the good or bad pool. Passing needs every rule to be yes and no overall "no". With
+    `write_instance=False` the caller saves `instance.verdict` and `instance.passed` itself."""
     passed = all(ok for ok, _ in answers.values()) and overall is not False
     if not reasons:
         failed = [rule_id for rule_id, (ok, _) in answers.items() if not ok]
@@ -116,7 +125,8 @@ def save_verdict(
         for rule_id, (ok, reason) in answers.items()
     )
     instance.verdict, instance.passed = verdict, passed
-    Instance.objects.filter(pk=instance.pk).update(verdict=verdict, passed=passed)
+    if write_instance:
+        Instance.objects.filter(pk=instance.pk).update(verdict=verdict, passed=passed)
     failed = [f"{rule_id}: {reason}" for rule_id, (ok, reason) in answers.items() if not ok]
     pools.add_judged(instance, verdict, failed)
     return verdict

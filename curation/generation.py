@@ -314,6 +314,8 @@ class _Drain:
         self.job, self.client, self.on_progress = job, client, on_progress
         self.db = sync_to_async(lambda fn, *a, **kw: fn(*a, **kw), thread_sensitive=True)
         self._examples: dict[tuple, tuple[float, tuple]] = {}
+        self._calls: list[LLMCall] = []
+        self._flushed = time.monotonic()
 
     async def examples(self, row: Instance) -> tuple[list[PoolExample], list[PoolExample]]:
         key = (row.task_id, row.language)
@@ -325,6 +327,12 @@ class _Drain:
         return cached[1]
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self.flush_calls(force=True)
+
+    async def _run(self) -> None:
         running: set[asyncio.Task] = set()
         while True:
             if not await self.db(self._should_stop):
@@ -340,6 +348,7 @@ class _Drain:
                 await asyncio.sleep(self.LEASE_POLL_S)
                 continue
             _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            await self.flush_calls()
             if self.on_progress:
                 counts = await self.db(job_counts, self.job)
                 self.on_progress("generating", counts.finished, self.job.progress_total)
@@ -358,10 +367,32 @@ class _Drain:
                 messages, model=model, json_schema=schema, max_tokens=settings.LLM_MAX_TOKENS
             )
         except llm.LLMError as exc:
-            await self.db(_record_call, self.job, row, role, model, None, str(exc))
+            self._note_call(row, role, model, None, str(exc))
             raise
-        await self.db(_record_call, self.job, row, role, model, completion, "")
+        self._note_call(row, role, model, completion, "")
         return completion
+
+    def _note_call(self, row: Instance, role: str, model: str, completion, error: str) -> None:
+        # Calls are written in batches (see flush_calls): one insert per call would make the database,
+        # not the LLM, the limit at a hundred calls a second.
+        self._calls.append(
+            LLMCall(
+                job=self.job,
+                instance=row,
+                role=role,
+                model=model,
+                error=error,
+                prompt_tokens=completion.prompt_tokens if completion else 0,
+                completion_tokens=completion.completion_tokens if completion else 0,
+                latency_s=completion.latency_s if completion else 0,
+                attempts=completion.attempts if completion else 0,
+            )
+        )
+
+    async def flush_calls(self, *, force: bool = False) -> None:
+        if self._calls and (force or len(self._calls) >= 64 or time.monotonic() - self._flushed > 1.0):
+            calls, self._calls, self._flushed = self._calls, [], time.monotonic()
+            await self.db(_record_calls, self.job, calls)
 
     async def _process(self, row: Instance) -> None:
         try:
@@ -457,23 +488,12 @@ def _examples(row: Instance, k: int) -> tuple[list[PoolExample], list[PoolExampl
     )
 
 
-def _record_call(job, row, role, model, completion, error) -> None:
-    LLMCall.objects.create(
-        job=job,
-        instance=row,
-        role=role,
-        model=model,
-        error=error,
-        prompt_tokens=completion.prompt_tokens if completion else 0,
-        completion_tokens=completion.completion_tokens if completion else 0,
-        latency_s=completion.latency_s if completion else 0,
-        attempts=completion.attempts if completion else 0,
+def _record_calls(job: GenerationJob, calls: list[LLMCall]) -> None:
+    LLMCall.objects.bulk_create(calls)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        prompt_tokens=F("prompt_tokens") + sum(c.prompt_tokens for c in calls),
+        completion_tokens=F("completion_tokens") + sum(c.completion_tokens for c in calls),
     )
-    if completion:
-        GenerationJob.objects.filter(pk=job.pk).update(
-            prompt_tokens=F("prompt_tokens") + completion.prompt_tokens,
-            completion_tokens=F("completion_tokens") + completion.completion_tokens,
-        )
 
 
 _RESULT_FIELDS = [
@@ -489,6 +509,8 @@ _RESULT_FIELDS = [
     "failed_check",
     "execution_status",
     "execution_detail",
+    "verdict",
+    "passed",
 ]
 
 
@@ -504,13 +526,28 @@ def _fail(row: Instance, stage: str, failure: str, judge_text: str = "") -> None
     _save_result(row)
 
 
-def _complete(row: Instance, principles, model: str, text: str, answers, overall, reasons) -> None:
-    with transaction.atomic():
-        row.status, row.stage, row.finished_at = Instance.Status.DONE, Instance.Stage.JUDGED, timezone.now()
-        if _save_result(row):
+class _LeaseLost(Exception):
+    """Another worker took the row over; undo what this one wrote."""
+
+
+def _complete(row: Instance, principles, model: str, text: str, answers, overall, reasons: str) -> None:
+    row.status, row.stage, row.finished_at = Instance.Status.DONE, Instance.Stage.JUDGED, timezone.now()
+    try:
+        with transaction.atomic():
             discrimination.save_verdict(
-                row, principles, model=model, text=text, answers=answers, overall=overall, reasons=reasons
+                row,
+                principles,
+                model=model,
+                text=text,
+                answers=answers,
+                overall=overall,
+                reasons=reasons,
+                write_instance=False,
             )
+            if not _save_result(row):
+                raise _LeaseLost
+    except _LeaseLost:
+        pass
 
 
 def _save_result(row: Instance) -> bool:

@@ -49,21 +49,24 @@ def add_judged(instance: Instance, verdict: Verdict, failed_rules: list[str] = (
     `failed_rules` as "rule_id: reason" strings, else the verdict's overall reasons)."""
     kind = PoolExample.Kind.GOOD if verdict.passed else PoolExample.Kind.BAD
     reasons = verdict.reasons if verdict.passed else ("; ".join(failed_rules) or verdict.reasons)
-    example, _ = PoolExample.objects.update_or_create(
-        instance=instance,
-        origin=PoolExample.Origin.DISCRIMINATOR,
-        defaults={
-            "task_id": instance.task_id,
-            "kind": kind,
-            "language": instance.language,
-            "target_language": instance.target_language,
-            "instruction": instance.instruction,
-            "input": instance.input,
-            "output": instance.output,
-            "explanation": instance.explanation,
-            "tests": instance.tests,
-            "reasons": reasons,
-        },
+    fields = {
+        "task_id": instance.task_id,
+        "kind": kind,
+        "language": instance.language,
+        "target_language": instance.target_language,
+        "instruction": instance.instruction,
+        "input": instance.input,
+        "output": instance.output,
+        "explanation": instance.explanation,
+        "tests": instance.tests,
+        "reasons": reasons,
+    }
+    # One statement (an upsert): a re-judged instance replaces its discriminator entry.
+    (example,) = PoolExample.objects.bulk_create(
+        [PoolExample(instance=instance, origin=PoolExample.Origin.DISCRIMINATOR, **fields)],
+        update_conflicts=True,
+        unique_fields=["instance", "origin"],
+        update_fields=[name.removesuffix("_id") if name == "task_id" else name for name in fields],
     )
     return example
 
