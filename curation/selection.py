@@ -288,6 +288,14 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _device_or_host(X: np.ndarray, sq: np.ndarray, dtype: type[np.floating], device: str):
+    try:
+        return _DeviceDistances(X, sq, dtype, device)
+    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError among others: the host path still works
+        logger.warning("k-center on %s failed (%s); using the CPU", device, exc)
+        return _HostDistances(X, sq, dtype)
+
+
 # --- KCenterGreedy -------------------------------------------------------------------------------
 
 
@@ -343,7 +351,7 @@ def kcenter_coreset(
     # Rows tied after float32 rounding are up to ~6u apart; the extra tol (≥ 8.5u·d²) keeps them all.
     window = 2 * tol if compare_in == "float64" else 3 * tol
     device = device or _default_device()
-    state = _HostDistances(X, sq, dtype) if device == "cpu" else _DeviceDistances(X, sq, dtype, device)
+    state = _HostDistances(X, sq, dtype) if device == "cpu" else _device_or_host(X, sq, dtype, device)
     centers = _CenterRows(X, sq, dtype, k)
     distances = np.full(k, np.nan, dtype=np.float64)
     try:
