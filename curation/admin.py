@@ -1,6 +1,22 @@
 from django.contrib import admin
 
-from .models import CodeSample, CodeSource, EmbeddingSet, IngestRun, SelectionPick, SelectionRun
+from .models import (
+    CodeSample,
+    CodeSource,
+    CodeTask,
+    EmbeddingSet,
+    GenerationJob,
+    IngestRun,
+    Instance,
+    LLMCall,
+    PoolExample,
+    PrincipleVersion,
+    RuleVerdict,
+    SelectionPick,
+    SelectionRun,
+    TaskPromptVersion,
+    Verdict,
+)
 
 
 @admin.register(CodeSource)
@@ -52,3 +68,108 @@ class SelectionRunAdmin(admin.ModelAdmin):
 @admin.register(EmbeddingSet)
 class EmbeddingSetAdmin(admin.ModelAdmin):
     list_display = ["id", "model_name", "dim", "count", "dtype", "created_at"]
+
+
+# --- Stage 2 ----------------------------------------------------------------------------------------
+
+
+class TaskPromptVersionInline(admin.TabularInline):
+    model = TaskPromptVersion
+    extra = 0
+    fields = ["version", "definition", "note", "created_by", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+
+class PrincipleVersionInline(admin.TabularInline):
+    model = PrincipleVersion
+    extra = 0
+    fields = ["version", "rules", "note", "created_by", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(CodeTask)
+class CodeTaskAdmin(admin.ModelAdmin):
+    """Tasks with their prompt and principle versions (edit them on the Tasks page: edits make versions)."""
+
+    list_display = ["name", "slug", "current_prompt", "current_principles"]
+    readonly_fields = ["slug"]
+    inlines = [TaskPromptVersionInline, PrincipleVersionInline]
+
+
+@admin.register(TaskPromptVersion)
+class TaskPromptVersionAdmin(admin.ModelAdmin):
+    list_display = ["task", "version", "note", "created_by", "created_at"]
+    list_filter = ["task"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # versions are immutable: instances record which one made them
+
+
+@admin.register(PrincipleVersion)
+class PrincipleVersionAdmin(TaskPromptVersionAdmin):
+    pass
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "selection_run",
+        "tasks",
+        "status",
+        "paused",
+        "progress_total",
+        "prompt_tokens",
+        "completion_tokens",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    readonly_fields = ["prompt_tokens", "completion_tokens", "error"]
+
+
+class RuleVerdictInline(admin.TabularInline):
+    model = RuleVerdict
+    extra = 0
+    readonly_fields = ["rule_id", "question", "passed", "reason"]
+
+
+@admin.register(Verdict)
+class VerdictAdmin(admin.ModelAdmin):
+    list_display = ["id", "instance", "principle_version", "model", "passed", "created_at"]
+    list_filter = ["passed", "principle_version__task"]
+    raw_id_fields = ["instance"]
+    inlines = [RuleVerdictInline]
+
+
+@admin.register(Instance)
+class InstanceAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "language", "status", "stage", "passed", "execution_status", "job"]
+    list_filter = ["task", "status", "stage", "passed", "execution_status"]
+    search_fields = ["instruction"]
+    raw_id_fields = ["sample", "job", "verdict"]
+    list_select_related = ["task"]
+
+
+@admin.register(PoolExample)
+class PoolExampleAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "kind", "origin", "language", "pinned", "created_at"]
+    list_filter = ["task", "kind", "origin", "pinned"]
+    raw_id_fields = ["instance"]
+
+
+@admin.register(LLMCall)
+class LLMCallAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "job",
+        "role",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_s",
+        "attempts",
+    ]
+    list_filter = ["role", "model"]
+    raw_id_fields = ["job", "instance"]

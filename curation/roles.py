@@ -39,10 +39,10 @@ def has_role(user: AbstractBaseUser | AnonymousUser, role: str) -> bool:
 
 
 def grant(user: AbstractBaseUser, role: str) -> None:
-    """Give a user a role (admin makes them staff)."""
+    """Give a user a role (admin makes them a superuser: the Django admin and every permission)."""
     if role == ADMIN:
-        user.is_staff = True
-        user.save(update_fields=["is_staff"])
+        user.is_staff = user.is_superuser = True
+        user.save(update_fields=["is_staff", "is_superuser"])
         return
     group, _ = Group.objects.get_or_create(name=role)
     user.groups.add(group)
