@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: demo test setup lint bench clean-demo
+.PHONY: demo test setup chromium lint bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,6 +24,13 @@ $(VENV)/.llm-engine: requirements-llm.txt $(VENV)/.installed
 
 setup: $(VENV)/.installed $(VENV)/.llm-engine
 
+# Browser tests drive Debian's Chromium (Playwright's own browser download does not work offline).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "Installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
 ## Run the app on embedded defaults: SQLite, filesystem broker, offline models, demo accounts, real code.
 demo: setup
 	HF_HUB_OFFLINE=1 $(PY) manage.py migrate --noinput
@@ -32,7 +39,7 @@ demo: setup
 
 ## Run the whole test suite (SQLite + filesystem broker, or PostgreSQL/Redis when DATABASE_URL /
 ## CELERY_BROKER_URL are set).
-test: setup
+test: setup chromium
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -42,3 +49,5 @@ lint: setup
 
 bench: setup
 	$(PY) bench/kcenter_bench.py
+	$(PY) bench/generation_throughput.py
+	$(PY) bench/llm_engines.py
