@@ -16,12 +16,12 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
 from . import checks, discrimination, llm, pools, sandbox
@@ -186,6 +186,21 @@ class JobCounts:
 def job_counts(job: GenerationJob) -> JobCounts:
     rows = job.instances.values("status").annotate(n=Count("id"))
     return JobCounts(**{row["status"]: row["n"] for row in rows})
+
+
+def stalled_since(job: GenerationJob, *, quiet_s: float = 120) -> datetime | None:
+    """When an active, unpaused job last made progress, if no worker has touched it for `quiet_s`
+    seconds and none holds a live lease (its worker died, or none listens on the `llm` queue)."""
+    if not job.is_active or job.paused:
+        return None
+    now = timezone.now()
+    rows = job.instances
+    if rows.filter(status=Instance.Status.IN_FLIGHT, lease_until__gt=now).exists():
+        return None
+    if not rows.filter(status__in=[Instance.Status.PENDING, Instance.Status.IN_FLIGHT]).exists():
+        return None
+    last = rows.aggregate(last=Max("finished_at"))["last"] or job.started_at or job.created_at
+    return last if (now - last).total_seconds() > quiet_s else None
 
 
 def job_cost(job: GenerationJob) -> float | None:

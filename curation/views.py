@@ -229,7 +229,12 @@ def generation_new(request: HttpRequest) -> HttpResponse:
 
 
 def _job_context(job: GenerationJob) -> dict:
-    return {"job": job, "counts": generation.job_counts(job), "cost": generation.job_cost(job)}
+    return {
+        "job": job,
+        "counts": generation.job_counts(job),
+        "cost": generation.job_cost(job),
+        "stalled_since": generation.stalled_since(job),
+    }
 
 
 @role_required(CURATOR)

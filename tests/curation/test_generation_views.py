@@ -183,3 +183,26 @@ def test_stage_two_api_needs_curator(client, db, django_user_model, url):
     grant(user, REVIEWER)
     client.force_login(user)
     assert client.get(url).status_code == 403
+
+
+def test_a_job_whose_worker_died_says_so_and_can_be_resumed(
+    curator_client, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job = generation.create_generation_job(
+        selection_run=make_selection(), tasks=["generation"], samples_per_task=2
+    )
+    url = reverse("generation-detail", args=[job.pk])
+    assert "No worker has worked" not in curator_client.get(url).content.decode(), "queued a moment ago"
+    long_ago = timezone.now() - timedelta(minutes=10)
+    GenerationJob.objects.filter(pk=job.pk).update(status="running", started_at=long_ago)
+    job.instances.filter(pk=job.instances.first().pk).update(status="in_flight", lease_until=long_ago)
+    page = curator_client.get(url).content.decode()
+    assert "No worker has worked on this job" in page
+    assert "Resume" in page
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        curator_client.post(reverse("generation-control", args=[job.pk, "resume"]))
+    assert len(callbacks) == 1, "resuming queues the job again"
