@@ -48,7 +48,14 @@ def _normalized(code: str) -> str:
 
 
 def run_static_checks(
-    *, task: str, instruction: str, input: str, output: str, language: str, target_language: str = ""
+    *,
+    task: str,
+    instruction: str,
+    input: str,
+    output: str,
+    language: str,
+    target_language: str = "",
+    tests: str = "",
 ) -> list[CheckResult]:
     """All static checks for one instance, in order; each records whether it passed and why not."""
     results = [
@@ -67,6 +74,8 @@ def run_static_checks(
         code_fields.append(("input", input, language))
     if task in _CODE_TASK_OUTPUT:
         code_fields.append(("output", output, target_language if task == "translation" else language))
+    if tests.strip():
+        code_fields.append(("tests", tests, "python"))
     for field, code, lang in code_fields:
         if lang.lower() != "python" or not code.strip():
             continue

@@ -103,3 +103,42 @@ class PrinciplesForm(forms.Form):
             return validate_rules(rules)
         except ValueError as exc:
             raise forms.ValidationError(str(exc))
+
+
+# --- Review (curation/review.py checks the decisions; these only read the posted values) -----------
+
+
+class ReviewEditForm(forms.Form):
+    expected_version = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
+    instruction = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+    input = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 6}))
+    output = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 10}))
+    explanation = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    tests = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 4}))
+
+
+class ReviewRejectForm(forms.Form):
+    expected_version = forms.IntegerField(min_value=0, required=False, widget=forms.HiddenInput)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+    rules = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, rule_ids: list[str] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["rules"].choices = [(rule_id, rule_id) for rule_id in rule_ids]
+
+
+class ResolveForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("accept", "Accept"), ("reject", "Reject")])
+    revision = forms.IntegerField(required=False, help_text="Accept this revision's text.")
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    rules = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, rule_ids: list[str] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["rules"].choices = [(rule_id, rule_id) for rule_id in rule_ids]
+
+
+class BulkDecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("accept", "Accept"), ("reject", "Reject")])
+    reason = forms.CharField(required=False, max_length=2000)
+    confirm_count = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)

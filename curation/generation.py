@@ -446,6 +446,7 @@ class _Drain:
             output=row.output,
             language=row.language,
             target_language=row.target_language,
+            tests=row.tests,
         )
         row.checks = checks.as_json(results)
         failure = checks.first_failure(results)

@@ -336,6 +336,8 @@ class GenerationJob(Job):
     # Totals kept up to date by the workers, so the dashboard polls one row.
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    # Review: how many reviewers decide each instance (Argilla's min_submitted); agreement needs 2+.
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="Reviewers per instance.")
 
     class Meta(Job.Meta):
         pass
@@ -398,6 +400,31 @@ class Instance(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # --- Review (curation/review.py). The generated text above is revision 0 and never changes.
+    class ReviewStatus(models.TextChoices):
+        UNREVIEWED = "unreviewed", "Unreviewed"
+        IN_REVIEW = "in_review", "In review"  # some reviewers decided, fewer than the job's overlap
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        CONFLICT = "conflict", "Conflict"  # reviewers disagree; a curator resolves it
+        RESOLVED = "resolved", "Resolved"  # a curator decided
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accept"
+        REJECT = "reject", "Reject"
+
+    # Optimistic lock: bumped whenever the instance's text changes (a revision is added or undone).
+    version = models.PositiveIntegerField(default=0)
+    # Indexed by the composite `instance_queue` index below, which leads with it.
+    review_status = models.CharField(
+        max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+    )
+    # The final human decision (agreed reviewers or a curator); None until there is one.
+    human_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
+    current_revision = models.ForeignKey(
+        "InstanceRevision", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
     class Meta:
         ordering = ["id"]
         constraints = [
@@ -406,7 +433,20 @@ class Instance(models.Model):
                 name="unique_instance_per_generation_key",
             )
         ]
-        indexes = [models.Index(fields=["job", "status"])]
+        indexes = [
+            models.Index(fields=["job", "status"]),
+            # The review queue: `review_status = x ORDER BY id LIMIT 1`, alone or with one filter.
+            models.Index(fields=["review_status", "id"], name="instance_queue"),
+            models.Index(fields=["task", "review_status", "id"], name="instance_queue_task"),
+            models.Index(fields=["language", "review_status", "id"], name="instance_queue_language"),
+            models.Index(fields=["job", "review_status", "id"], name="instance_queue_job"),
+            models.Index(fields=["passed", "review_status", "id"], name="instance_queue_passed"),
+            # Facet counts read only these columns: an index-only scan instead of the wide table.
+            models.Index(
+                fields=["status", "review_status", "task", "language", "passed", "human_decision"],
+                name="instance_review_facets",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task.slug} instance #{self.pk}"
@@ -508,3 +548,83 @@ class PoolExample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.task.slug} example #{self.pk}"
+
+
+# --- Stage 3: Review -------------------------------------------------------------------------------
+
+
+class InstanceRevision(models.Model):
+    """A reviewer's edit of an instance. Revision 0 is the generated text, kept on the Instance itself."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    instruction = models.TextField()
+    input = models.TextField(blank=True)
+    output = models.TextField()
+    explanation = models.TextField(blank=True)
+    tests = models.TextField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    EDITABLE = ("instruction", "input", "output", "explanation", "tests")
+
+    class Meta:
+        ordering = ["instance", "number"]
+        constraints = [models.UniqueConstraint(fields=["instance", "number"], name="unique_revision_number")]
+
+    def __str__(self) -> str:
+        return f"instance {self.instance_id} revision {self.number}"
+
+
+class Review(models.Model):
+    """One reviewer's decision on one instance, or (is_resolution) a curator's final word on it."""
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accept"
+        REJECT = "reject", "Reject"
+        SKIP = "skip", "Skip"
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviews")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    reason = models.TextField(blank=True)
+    broken_rules = models.JSONField(
+        default=list, blank=True, help_text="Rule ids of the verdict's principles."
+    )
+    # The revision this decision made (edit, then accept); None for a decision on the text as it was.
+    revision = models.ForeignKey(
+        InstanceRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews"
+    )
+    is_resolution = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance", "reviewer"],
+                condition=models.Q(is_resolution=False),
+                name="one_review_per_reviewer",
+            )
+        ]
+        indexes = [models.Index(fields=["reviewer", "id"], name="review_history")]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of instance {self.instance_id} by {self.reviewer_id}"
+
+
+class Assignment(models.Model):
+    """An instance held by a reviewer until `lease_until`; an expired lease frees the instance."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="assignments")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    lease_until = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["instance", "reviewer"], name="unique_assignment")]
+        indexes = [models.Index(fields=["reviewer", "lease_until"], name="assignment_by_reviewer")]
+
+    def __str__(self) -> str:
+        return f"instance {self.instance_id} held by {self.reviewer_id}"

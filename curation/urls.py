@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -22,4 +22,5 @@ urlpatterns = [
     ),
     path("instances/", views.instance_list, name="instance-list"),
     path("instances/<int:pk>/", views.instance_detail, name="instance-detail"),
+    path("review/", include("curation.review_urls")),
 ]

@@ -11,13 +11,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 from . import catalog, generation, launch
 from .forms import GenerationJobForm, IngestForm, PrinciplesForm, PromptVersionForm, SelectionForm
 from .models import CodeSample, CodeSource, CodeTask, GenerationJob, IngestRun, Instance, SelectionRun
-from .roles import CURATOR, has_role, role_required
+from .roles import CURATOR, REVIEWER, has_role, role_required
 
 
 def home(request: HttpRequest) -> HttpResponse:
     """Send each role to its own starting page."""
     if has_role(request.user, CURATOR):
         return redirect("dashboard")
+    if has_role(request.user, REVIEWER):
+        return redirect("review")
     return render(request, "curation/home.html")
 
 

@@ -103,3 +103,9 @@ def test_translation_target_must_differ():
         target_language="python",
     )
     assert first_failure(results).name == "translation_target"
+
+
+def test_asserts_must_parse():
+    failure = first_failure(_check(tests="assert add(1, 2) returns 3"))
+    assert failure.name == "tests_parses"
+    assert first_failure(_check(tests="assert add(1, 2) == 3")) is None

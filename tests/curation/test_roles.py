@@ -54,10 +54,9 @@ def test_curator_uses_api(curator_client, url):
     assert curator_client.get(url).status_code == 200
 
 
-def test_reviewer_home_is_not_the_dashboard(reviewer_client):
+def test_reviewer_home_is_the_review_page(reviewer_client):
     response = reviewer_client.get(reverse("home"))
-    assert response.status_code == 200
-    assert b"reviewer" in response.content
+    assert response.status_code == 302 and response.url == reverse("review")
 
 
 def test_curator_home_goes_to_dashboard(curator_client):
