@@ -227,7 +227,9 @@ def review_bulk(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose accept or reject.")
         return redirect(f"{reverse('review-list')}?{_query(filters)}")
     data = form.cleaned_data
-    count = review.filter_counts(filters, language_options=[]).total
+    # Exact, unlike the page's counts (which may be estimates on large selections), and bounded.
+    qs = review.filter_instances(review.reviewable(), filters)
+    count = qs.order_by().values("id")[: review.BULK_LIMIT + 1].count()
     if data["confirm_count"] != count:
         context = {"form": form, "count": count, "filters": filters, "filter_query": _query(filters)}
         context["too_many"] = count > review.BULK_LIMIT

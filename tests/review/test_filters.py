@@ -1,6 +1,7 @@
 """filter_instances and filter_counts."""
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from curation import review
 from curation.models import Instance
@@ -39,7 +40,7 @@ def test_each_filter(db):
     assert review.clean_filters({"task": " repair ", "bogus": "x", "q": ""}) == {"task": "repair"}
 
 
-def test_counts_per_facet_in_one_query(db, django_assert_num_queries):
+def test_counts_per_facet_in_one_query(db, django_assert_max_num_queries):
     _, good, bad, repair = _corpus()
     Instance.objects.create(  # not judged: never counted
         job=good.job,
@@ -49,7 +50,9 @@ def test_counts_per_facet_in_one_query(db, django_assert_num_queries):
         generator_model="other",
         status=Instance.Status.FAILED,
     )
-    with django_assert_num_queries(2):  # the task ids, then one aggregate
+    # SQLite: the task ids, then one aggregate. PostgreSQL adds the planner's estimate and a savepoint
+    # with local settings (time limit, no JIT) around the aggregate. Never a query per facet (18 here).
+    with django_assert_max_num_queries(2 if connection.vendor == "sqlite" else 7):
         counts = review.filter_counts({}, language_options=["go", "python"])
     assert counts.total == 3
     assert counts.by_task == {"summarization": 0, "generation": 2, "translation": 0, "repair": 1}
