@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import OperationalError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -127,12 +128,20 @@ class FilterCounts:
 
 def languages() -> list[str]:
     """Languages that instances are written in (a facet's options). One indexed step per language
-    (`language > last ORDER BY language LIMIT 1`) instead of a DISTINCT over every row."""
-    found: list[str] = []
+    (`language > last ORDER BY language LIMIT 1`) instead of a DISTINCT over every row, and kept for a
+    minute: new languages arrive with generation jobs, not between two reviews."""
+    found = cache.get(_LANGUAGES_KEY)
+    if found is not None:
+        return found
+    found = []
     qs = reviewable().exclude(language="").order_by("language").values_list("language", flat=True)
     while (lang := (qs.filter(language__gt=found[-1]) if found else qs).first()) is not None:
         found.append(lang)
+    cache.set(_LANGUAGES_KEY, found, 60)
     return found
+
+
+_LANGUAGES_KEY = "review:languages"
 
 
 def _estimate(qs: QuerySet) -> int:

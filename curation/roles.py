@@ -19,17 +19,16 @@ _RANK = {REVIEWER: 1, CURATOR: 2, ADMIN: 3}
 
 
 def role_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
-    """The highest role a user holds, or None."""
+    """The highest role a user holds, or None. Remembered on the user object: a request asks often
+    (menus, decorators, views) and the answer does not change within it."""
     if not user.is_authenticated or not user.is_active:
         return None
     if user.is_superuser or user.is_staff:
         return ADMIN
-    names = set(user.groups.values_list("name", flat=True))
-    if CURATOR in names:
-        return CURATOR
-    if REVIEWER in names:
-        return REVIEWER
-    return None
+    if not hasattr(user, "_wavecoder_role"):
+        names = set(user.groups.values_list("name", flat=True))
+        user._wavecoder_role = CURATOR if CURATOR in names else REVIEWER if REVIEWER in names else None
+    return user._wavecoder_role
 
 
 def has_role(user: AbstractBaseUser | AnonymousUser, role: str) -> bool:
@@ -46,6 +45,7 @@ def grant(user: AbstractBaseUser, role: str) -> None:
         return
     group, _ = Group.objects.get_or_create(name=role)
     user.groups.add(group)
+    user.__dict__.pop("_wavecoder_role", None)
 
 
 def role_required(role: str) -> Callable:

@@ -44,3 +44,13 @@ def curator_client(client, curator):
 def reviewer_client(client, reviewer):
     client.force_login(reviewer)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (facet options are cached for a minute in the app)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
