@@ -9,6 +9,7 @@ Editing creates a new version; instances record the versions they were made and 
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Max
 
 from .models import CodeTask, PoolExample, PrincipleVersion, TaskPromptVersion
 
@@ -206,6 +207,15 @@ def validate_rules(rules: list[dict]) -> list[dict]:
     return cleaned
 
 
+def _locked(task: CodeTask) -> CodeTask:
+    """The task's row, locked until the transaction ends, so two editors never take the same number."""
+    return CodeTask.objects.select_for_update().get(pk=task.pk)
+
+
+def _next_number(versions) -> int:
+    return (versions.aggregate(n=Max("version"))["n"] or 0) + 1
+
+
 @transaction.atomic
 def new_prompt_version(
     task: CodeTask, *, definition: str, requirements: str, user=None, note: str = ""
@@ -213,11 +223,10 @@ def new_prompt_version(
     """Save an edited definition/requirements as the task's next prompt version and make it current."""
     if not definition.strip() or not requirements.strip():
         raise ValueError("Both the definition and the requirements are needed.")
-    task = CodeTask.objects.select_for_update().get(pk=task.pk)
-    last = task.prompt_versions.order_by("-version").first()
+    task = _locked(task)
     version = TaskPromptVersion.objects.create(
         task=task,
-        version=(last.version + 1) if last else 1,
+        version=_next_number(task.prompt_versions),
         definition=definition.strip(),
         requirements=requirements.strip(),
         created_by=user,
@@ -234,10 +243,9 @@ def new_principle_version(
 ) -> PrincipleVersion:
     """Save a rule list as the task's next principle version; make it current unless `adopt` is False."""
     rules = validate_rules(rules)
-    task = CodeTask.objects.select_for_update().get(pk=task.pk)
-    last = task.principle_versions.order_by("-version").first()
+    task = _locked(task)
     version = PrincipleVersion.objects.create(
-        task=task, version=(last.version + 1) if last else 1, rules=rules, created_by=user, note=note
+        task=task, version=_next_number(task.principle_versions), rules=rules, created_by=user, note=note
     )
     if adopt:
         task.current_principles = version

@@ -273,13 +273,10 @@ class CodeTask(models.Model):
         return self.name
 
 
-class TaskPromptVersion(models.Model):
-    """The generator's side of a task: its definition and generation requirements, frozen per version."""
+class TaskVersion(models.Model):
+    """What every frozen version of a task's text has: its number, who made it, when and why."""
 
-    task = models.ForeignKey(CodeTask, on_delete=models.CASCADE, related_name="prompt_versions")
     version = models.PositiveIntegerField()
-    definition = models.TextField()
-    requirements = models.TextField(help_text="One requirement per line.")
     note = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -287,7 +284,18 @@ class TaskPromptVersion(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        abstract = True
         ordering = ["task", "-version"]
+
+
+class TaskPromptVersion(TaskVersion):
+    """The generator's side of a task: its definition and generation requirements, frozen per version."""
+
+    task = models.ForeignKey(CodeTask, on_delete=models.CASCADE, related_name="prompt_versions")
+    definition = models.TextField()
+    requirements = models.TextField(help_text="One requirement per line.")
+
+    class Meta(TaskVersion.Meta):
         constraints = [models.UniqueConstraint(fields=["task", "version"], name="unique_prompt_version")]
 
     def __str__(self) -> str:
@@ -298,21 +306,14 @@ class TaskPromptVersion(models.Model):
         return [line.strip() for line in self.requirements.splitlines() if line.strip()]
 
 
-class PrincipleVersion(models.Model):
+class PrincipleVersion(TaskVersion):
     """The discriminator's checklist for a task: rules, each a yes/no question, frozen per version."""
 
     task = models.ForeignKey(CodeTask, on_delete=models.CASCADE, related_name="principle_versions")
-    version = models.PositiveIntegerField()
     # [{"id": "addresses_instruction", "question": "Does the output ...?"}, ...]
     rules = models.JSONField()
-    note = models.CharField(max_length=300, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
 
-    class Meta:
-        ordering = ["task", "-version"]
+    class Meta(TaskVersion.Meta):
         constraints = [models.UniqueConstraint(fields=["task", "version"], name="unique_principle_version")]
 
     def __str__(self) -> str:

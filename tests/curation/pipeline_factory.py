@@ -4,7 +4,6 @@ import hashlib
 
 from curation.models import CodeSample, CodeSource, SelectionPick, SelectionRun
 from tests.curation.corpus_factory import FUNCTIONS
-from tests.fakes.responders import GOOD, is_discriminator, responder, rule_ids, task_of  # noqa: F401
 
 
 def make_selection(n: int = 4) -> SelectionRun:

@@ -8,9 +8,10 @@ from django.core.management.base import CommandError
 
 from curation.models import CodeSample, GenerationJob, Instance, SelectionRun
 from tests.fakes.openai_stub import OpenAIStub
+from tests.fakes.responders import responder
 
 from .corpus_factory import write_package
-from .pipeline_factory import make_selection, responder
+from .pipeline_factory import make_selection
 
 
 def _run(*args) -> str:

@@ -1,6 +1,5 @@
 """The Generator–Discriminator engine against a stub OpenAI-compatible server (a test double)."""
 
-import asyncio
 import json
 import threading
 
@@ -11,8 +10,9 @@ from curation import generation
 from curation.llm import OpenAICompatibleClient
 from curation.models import CodeTask, GenerationJob, Instance, LLMCall, PoolExample, RuleVerdict
 from tests.fakes.openai_stub import OpenAIStub
+from tests.fakes.responders import is_discriminator, responder
 
-from .pipeline_factory import is_discriminator, make_selection, responder
+from .pipeline_factory import make_selection
 
 ALL_TASKS = ["summarization", "generation", "translation", "repair"]
 
@@ -310,6 +310,5 @@ def test_failing_asserts_are_recorded(db):
 def test_client_concurrency_keeps_requests_in_flight(db):
     with OpenAIStub(responder=responder, latency=0.2) as server:
         job = _job(samples=4, concurrency=16)
-        started = asyncio.get_event_loop_policy  # noqa: F841 - keep asyncio imported for clarity
         generation.run_generation(job.pk, client=_client(server, concurrency=16))
         assert server.max_in_flight >= 8

@@ -9,8 +9,9 @@ from django.urls import reverse
 
 from curation.catalog import ensure_catalog
 from curation.models import GenerationJob, Instance, LLMCall, Verdict
-from tests.curation.pipeline_factory import make_selection, responder
+from tests.curation.pipeline_factory import make_selection
 from tests.fakes.openai_stub import Faults, OpenAIStub
+from tests.fakes.responders import responder
 
 from .conftest import wait_for
 
