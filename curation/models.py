@@ -538,6 +538,9 @@ class PoolExample(models.Model):
     tests = models.TextField(blank=True)
     reasons = models.TextField(blank=True, help_text="Why it is bad (or good).")
     pinned = models.BooleanField(default=False)
+    # A curator took it out of the pool. Kept (not deleted) so a later review of the same instance
+    # cannot bring it back, and so it can be restored.
+    removed = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -629,3 +632,73 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"instance {self.instance_id} held by {self.reviewer_id}"
+
+
+# --- Stage 4: Principle refinement (curation/refinement.py) ------------------------------------------
+
+
+class RefinementRun(Job):
+    """A curator's attempt to improve a task's principles from the reviewers' disagreements.
+
+    Stages: the LLM proposes a revised rule set (`proposing` → `proposed`), the curator may edit it,
+    the discriminator judges a held-out part of the human-reviewed instances with the current and the
+    proposed rules (`checking` → `checked`), and the curator adopts or discards the proposal. The Job
+    fields track whichever Celery task is running (proposal or check)."""
+
+    class Stage(models.TextChoices):
+        PROPOSING = "proposing", "Asking the LLM for a proposal"
+        PROPOSED = "proposed", "Proposal ready for review"
+        CHECKING = "checking", "Checking on held-out instances"
+        CHECKED = "checked", "Checked: ready to adopt"
+        ADOPTED = "adopted", "Adopted"
+        DISCARDED = "discarded", "Discarded"
+        FAILED = "failed", "Failed"
+
+    task = models.ForeignKey(CodeTask, on_delete=models.CASCADE, related_name="refinement_runs")
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.PROPOSING)
+    base_version = models.ForeignKey(PrincipleVersion, on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=200)
+    heldout_fraction = models.FloatField(default=0.3)
+    max_cases = models.PositiveIntegerField(default=40)
+    max_heldout = models.PositiveIntegerField(default=60)
+    seed = models.PositiveIntegerField(default=0)
+    # Which reviewed instances informed the proposal and which were held out to check it.
+    case_ids = models.JSONField(default=list, blank=True)
+    heldout_ids = models.JSONField(default=list, blank=True)
+    # [{"id", "question"}], as proposed then edited by the curator; and what changed, with rationales:
+    # [{"op": "added" | "reworded" | "removed" | "kept", "id", "question", "old_question", "rationale"}]
+    proposed_rules = models.JSONField(default=list, blank=True)
+    changes = models.JSONField(default=list, blank=True)
+    summary = models.TextField(blank=True, help_text="The LLM's overall rationale.")
+    raw_response = models.TextField(blank=True)
+    edited = models.BooleanField(default=False)
+    # The frozen version the check judged with (created, not adopted, when the check starts).
+    proposed_version = models.ForeignKey(
+        PrincipleVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # {"current": {metrics}, "proposed": {metrics}, "cases": [{"instance", "human", "current",
+    #  "proposed", "current_failed", "proposed_failed"}]}
+    check_results = models.JSONField(default=dict, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"refinement #{self.pk} of {self.task.slug}"
+
+
+class RejudgeJob(Job):
+    """Re-run the discriminator, with each task's current principles, on instances nobody reviewed yet."""
+
+    tasks = models.JSONField(default=list, help_text="Task slugs; empty means every task.")
+    model = models.CharField(max_length=200)
+    only_outdated = models.BooleanField(
+        default=True, help_text="Skip instances already judged with their task's current principles."
+    )
+    concurrency = models.PositiveIntegerField(default=8)
+    changed = models.PositiveIntegerField(default=0, help_text="Instances whose pass/fail flipped.")
+    failed = models.PositiveIntegerField(default=0, help_text="Instances the LLM could not judge.")
+
+    def __str__(self) -> str:
+        return f"re-judging job #{self.pk}"
