@@ -321,9 +321,22 @@ class PrincipleVersion(TaskVersion):
 
 
 class GenerationJob(Job):
-    """A selection run × tasks × samples per task, generated and judged by LLMs on the `llm` queue."""
+    """A selection run × tasks × samples per task, generated and judged by LLMs on the `llm` queue.
 
-    selection_run = models.ForeignKey(SelectionRun, on_delete=models.PROTECT, related_name="generation_jobs")
+    An *import* job holds instruction data written elsewhere (curation/imports.py): it has no selection
+    run, and its instances skip the generator and go straight to the discriminator (or to review).
+    """
+
+    class Kind(models.TextChoices):
+        GENERATE = "generate", "Generated from raw code"
+        IMPORT = "import", "Imported instruction data"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.GENERATE)
+    selection_run = models.ForeignKey(
+        SelectionRun, null=True, blank=True, on_delete=models.PROTECT, related_name="generation_jobs"
+    )
+    # Import: {"file", "format", "lines", "imported", "skipped", "errors": [...], "tasks": {...}, ...}.
+    report = models.JSONField(default=dict, blank=True)
     tasks = models.JSONField(help_text="Task slugs.")
     samples_per_task = models.PositiveIntegerField(help_text="Raw samples from the selection per task.")
     instances_per_sample = models.PositiveSmallIntegerField(default=1)
@@ -368,7 +381,11 @@ class Instance(models.Model):
         JUDGE_FAILED = "judge_failed", "Discriminator output did not parse"
 
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="instances")
-    sample = models.ForeignKey(CodeSample, on_delete=models.PROTECT, related_name="instances")
+    # None for an imported instance, which was not generated from raw code; `source` says where it came from.
+    sample = models.ForeignKey(
+        CodeSample, null=True, blank=True, on_delete=models.PROTECT, related_name="instances"
+    )
+    source = models.CharField(max_length=500, blank=True, help_text="Imported: file and line it came from.")
     task = models.ForeignKey(CodeTask, on_delete=models.PROTECT, related_name="instances")
     prompt_version = models.ForeignKey(TaskPromptVersion, on_delete=models.PROTECT, related_name="instances")
     generator_model = models.CharField(max_length=200)
