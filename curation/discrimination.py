@@ -87,6 +87,14 @@ def build_messages(
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
+def request_for(
+    instance: Instance, principles: PrincipleVersion, good: list[PoolExample], bad: list[PoolExample]
+) -> tuple[list[dict], dict]:
+    """The messages and the JSON schema of one judgement request."""
+    schema = judgement_schema([rule["id"] for rule in principles.rules])
+    return build_messages(instance, principles, good, bad), schema
+
+
 def read_judgement(text: str, principles: PrincipleVersion):
     """Parse a reply into (answers per rule, overall, reasons); ParseError if any rule is unanswered."""
     return parse_judgement(text, [rule["id"] for rule in principles.rules])
@@ -103,10 +111,12 @@ def save_verdict(
     overall,
     reasons: str,
     write_instance: bool = True,
+    to_pool: bool = True,
 ) -> Verdict:
     """Store a verdict and its per-rule answers, make it the instance's current one, and file the instance
     in the good or bad pool. Passing needs every rule to be yes and no overall "no". With
-    `write_instance=False` the caller saves `instance.verdict` and `instance.passed` itself."""
+    `write_instance=False` the caller saves `instance.verdict` and `instance.passed` itself; with
+    `to_pool=False` the pools are left alone (a human decision already filed the instance there)."""
     passed = all(ok for ok, _ in answers.values()) and overall is not False
     if not reasons:
         failed = [rule_id for rule_id, (ok, _) in answers.items() if not ok]
@@ -127,6 +137,7 @@ def save_verdict(
     instance.verdict, instance.passed = verdict, passed
     if write_instance:
         Instance.objects.filter(pk=instance.pk).update(verdict=verdict, passed=passed)
-    failed = [f"{rule_id}: {reason}" for rule_id, (ok, reason) in answers.items() if not ok]
-    pools.add_judged(instance, verdict, failed)
+    if to_pool:
+        failed = [f"{rule_id}: {reason}" for rule_id, (ok, reason) in answers.items() if not ok]
+        pools.add_judged(instance, verdict, failed)
     return verdict

@@ -105,7 +105,7 @@ def create_generation_job(
     discriminator_model: str | None = None,
     concurrency: int | None = None,
     execute: bool = True,
-    few_shot: int = 2,
+    few_shot: int | None = None,
     user=None,
 ) -> GenerationJob:
     """Validate, create a job and plan its instances. ValueError with a clear message on bad input."""
@@ -128,7 +128,7 @@ def create_generation_job(
         discriminator_model=discriminator_model or settings.LLM_DISCRIMINATOR_MODEL,
         concurrency=concurrency,
         execute=execute,
-        few_shot=few_shot,
+        few_shot=settings.FEW_SHOT if few_shot is None else few_shot,
         created_by=user,
     )
     plan_instances(job)
@@ -464,8 +464,7 @@ class _Drain:
             row,
             LLMCall.Role.DISCRIMINATOR,
             self.job.discriminator_model,
-            discrimination.build_messages(row, principles, good_j, bad_j),
-            discrimination.judgement_schema([r["id"] for r in principles.rules]),
+            *discrimination.request_for(row, principles, good_j, bad_j),
         )
         try:
             answers, overall, reasons = discrimination.read_judgement(judged.text, principles)

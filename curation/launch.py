@@ -7,9 +7,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
-from . import generation, ingest, selection
+from . import generation, ingest, refinement, selection
 from . import tasks as tasks_module
-from .models import GenerationJob, IngestRun, SelectionRun
+from .models import GenerationJob, IngestRun, RefinementRun, RejudgeJob, SelectionRun
 from .roles import ADMIN, has_role
 
 
@@ -92,3 +92,24 @@ def control_generation(job: GenerationJob, action: str) -> str:
         transaction.on_commit(lambda: tasks_module.run_generation_job.delay(job.pk))
         return f"Retrying {n} failed instances of job #{job.pk}."
     raise ValueError(f"Unknown action {action!r}.")
+
+
+def start_refinement(*, user, task, **options) -> RefinementRun:
+    """Create a refinement run and queue the LLM's proposal. RefinementError on bad input."""
+    run = refinement.create_refinement_run(task, user=user, **options)
+    transaction.on_commit(lambda: tasks_module.propose_refinement.delay(run.pk))
+    return run
+
+
+def start_check(run: RefinementRun, *, user) -> RefinementRun:
+    """Freeze a proposal and queue its held-out check."""
+    run = refinement.prepare_check(run, user=user)
+    transaction.on_commit(lambda: tasks_module.check_refinement.delay(run.pk))
+    return run
+
+
+def start_rejudge(*, user, **options) -> RejudgeJob:
+    """Create a re-judging job over the unreviewed instances and queue it."""
+    job = refinement.create_rejudge_job(user=user, **options)
+    transaction.on_commit(lambda: tasks_module.rejudge.delay(job.pk))
+    return job

@@ -16,7 +16,7 @@ class ParseError(ValueError):
 _FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\n?(.*?)```", re.S)
 
 
-def _json_object(text: str) -> dict | None:
+def first_json_object(text: str) -> dict | None:
     """The first decodable JSON object in the text (inside a code fence or not), else None."""
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     decoder = json.JSONDecoder()
@@ -63,7 +63,7 @@ def parse_fields(text: str, fields: list[str], required: list[str]) -> dict[str,
     field is missing or empty."""
     if not text or not text.strip():
         raise ParseError("the reply is empty")
-    obj = _json_object(text)
+    obj = first_json_object(text)
     if obj is not None:
         lowered = {str(k).lower(): v for k, v in obj.items()}
         values = {f: _as_text(lowered.get(f)).strip() for f in fields}
@@ -90,7 +90,7 @@ def parse_judgement(text: str, rule_ids: list[str]) -> tuple[dict[str, tuple[boo
     answers: dict[str, tuple[bool, str]] = {}
     overall: bool | None = None
     reasons = ""
-    obj = _json_object(text)
+    obj = first_json_object(text)
     if obj is not None:
         rules = obj.get("rules")
         items = (

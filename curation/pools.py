@@ -4,9 +4,19 @@ WaveCoder feeds both pools back into generation. Two bugs of its repository are 
 examples are whole examples (it sampled characters of one string), and the discriminator is shown
 good examples too (it never was).
 
-Few-shot policy: pinned examples first, then the most recent, preferring the prompt's language and
-then other languages in turn so the examples stay balanced across languages. Human decisions outrank
-the discriminator's: an example a reviewer made wins over one the discriminator made.
+Few-shot policy (`few_shot`), the same for the generator and the discriminator; `WAVECODER_FEW_SHOT`
+examples of each kind per prompt (default 2):
+
+1. Pinned examples first: a curator's choice always wins.
+2. Removed examples never: a curator took them out (they stay listed, and can be restored).
+3. Human decisions outrank the discriminator's, which outrank nothing else: among the newest
+   candidates, reviewer-made examples come first, then hand-written seeds, then the discriminator's;
+   within each, the most recent first.
+4. Balanced across languages: the slots go round-robin over languages, the prompt's own first.
+5. Diverse: within a language, of its few most favoured candidates the one least similar to the
+   examples already chosen is taken (cosine distance of hashed code/word token counts, a model-free
+   embedding that is cheap enough for every prompt). The first pick is drawn, seeded by the instance,
+   from the favoured few, so prompts do not all share one example.
 """
 
 from __future__ import annotations
@@ -14,33 +24,72 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
+import numpy as np
+from django.db import transaction
+from django.db.models import Count
+from sklearn.feature_extraction.text import HashingVectorizer
+
 from .models import CodeTask, Instance, PoolExample, Verdict
 
 # Per kind, look at this many candidates, newest first; enough for variety, cheap at any pool size.
 _CANDIDATES = 60
+# Within a language, diversity chooses among this many of the most favoured candidates.
+_FAVOURED = 6
 _ORIGIN_RANK = {PoolExample.Origin.HUMAN: 0, PoolExample.Origin.SEED: 1, PoolExample.Origin.DISCRIMINATOR: 2}
+_VECTORIZER = HashingVectorizer(
+    n_features=2**14, token_pattern=r"[A-Za-z_][A-Za-z0-9_]*|\d+|[^\sA-Za-z0-9_]", alternate_sign=False
+)
 
 
-def few_shot(task: CodeTask, kind: str, k: int, *, language: str = "", seed: int = 0) -> list[PoolExample]:
-    """Up to k examples of one kind for a prompt: pinned, then human, then recent; languages balanced."""
+def _vectors(examples: list[PoolExample]) -> np.ndarray:
+    """L2-normalised hashed token counts of each example's instruction, input and output."""
+    texts = [f"{e.instruction}\n{e.input}\n{e.output}" for e in examples]
+    return _VECTORIZER.transform(texts).toarray().astype(np.float32)
+
+
+def few_shot(
+    task: CodeTask,
+    kind: str,
+    k: int,
+    *,
+    language: str = "",
+    seed: int = 0,
+    exclude_instances: frozenset[int] | set[int] = frozenset(),
+) -> list[PoolExample]:
+    """Up to k examples of one kind for a prompt, by the policy above. `exclude_instances` keeps the
+    examples made from those instances out (a held-out check must not show the judge its own cases)."""
     if k <= 0:
         return []
-    candidates = list(task.pool.filter(kind=kind).order_by("-pinned", "-created_at")[:_CANDIDATES])
+    candidates = task.pool.filter(kind=kind, removed=False)
+    if exclude_instances:
+        candidates = candidates.exclude(instance_id__in=list(exclude_instances))
+    candidates = list(candidates.order_by("-pinned", "-created_at")[:_CANDIDATES])
+    # Stable sort: recency is kept within each rank.
     candidates.sort(key=lambda e: (not e.pinned, _ORIGIN_RANK[e.origin]))
-    pinned = [e for e in candidates if e.pinned][:k]
+    chosen = [e for e in candidates if e.pinned][:k]
     rest = [e for e in candidates if not e.pinned]
-    random.Random(seed).shuffle(rest)
-    rest.sort(key=lambda e: _ORIGIN_RANK[e.origin])  # stable: shuffled within each origin
+    if len(chosen) >= k or not rest:
+        return chosen
+    vectors = dict(zip((e.pk for e in rest + chosen), _vectors(rest + chosen), strict=True))
     by_language: dict[str, list[PoolExample]] = defaultdict(list)
     for example in rest:
         by_language[example.language].append(example)
-    # Round-robin over languages, the prompt's own language first.
     order = sorted(by_language, key=lambda lang: (lang != language, lang))
-    chosen = list(pinned)
+    rng = random.Random(seed)
     while len(chosen) < k and any(by_language.values()):
         for lang in order:
-            if by_language[lang] and len(chosen) < k:
-                chosen.append(by_language[lang].pop(0))
+            bucket = by_language[lang]
+            if not bucket or len(chosen) >= k:
+                continue
+            favoured = bucket[:_FAVOURED]
+            if chosen:
+                picked = np.stack([vectors[e.pk] for e in chosen])
+                similarity = [float((picked @ vectors[e.pk]).max()) for e in favoured]
+                best = favoured[int(np.argmin(similarity))]
+            else:
+                best = rng.choice(favoured[:3])
+            bucket.remove(best)
+            chosen.append(best)
     return chosen
 
 
@@ -79,3 +128,28 @@ def as_prompt_dict(example: PoolExample) -> dict:
     if example.tests:
         fields["tests"] = example.tests
     return fields
+
+
+# --- Curators' pool management ------------------------------------------------------------------
+
+
+def set_pinned(example: PoolExample, pinned: bool) -> PoolExample:
+    """Pin (always shown first) or unpin an example."""
+    example.pinned = pinned
+    PoolExample.objects.filter(pk=example.pk).update(pinned=pinned)
+    return example
+
+
+@transaction.atomic
+def set_removed(example: PoolExample, removed: bool) -> PoolExample:
+    """Take an example out of its pool, or put it back. A removed example is also unpinned."""
+    example.removed = removed
+    example.pinned = example.pinned and not removed
+    PoolExample.objects.filter(pk=example.pk).update(removed=removed, pinned=example.pinned)
+    return example
+
+
+def pool_counts() -> dict[tuple[str, str], int]:
+    """{(task slug, kind): examples in use}."""
+    rows = PoolExample.objects.filter(removed=False).values_list("task__slug", "kind").annotate(n=Count("id"))
+    return {(slug, kind): n for slug, kind, n in rows}

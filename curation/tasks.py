@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import generation, ingest, selection
+from . import generation, ingest, refinement, selection
 
 
 @shared_task(name="curation.tasks.ingest_source", acks_late=True)
@@ -21,3 +21,21 @@ def run_selection(run_id: int) -> None:
 def run_generation_job(job_id: int) -> None:
     """Generate and judge a job's instances (the `llm` queue). Several can work on one job at once."""
     generation.run_generation(job_id)
+
+
+@shared_task(name="curation.tasks.propose_refinement", acks_late=True)
+def propose_refinement(run_id: int) -> None:
+    """Ask the LLM for a revised principle set (the `llm` queue)."""
+    refinement.propose(run_id)
+
+
+@shared_task(name="curation.tasks.check_refinement", acks_late=True)
+def check_refinement(run_id: int) -> None:
+    """Judge the held-out instances with the current and the proposed principles (the `llm` queue)."""
+    refinement.check(run_id)
+
+
+@shared_task(name="curation.tasks.rejudge", acks_late=True)
+def rejudge(job_id: int) -> None:
+    """Re-run the discriminator on unreviewed instances (the `llm` queue)."""
+    refinement.run_rejudge(job_id)

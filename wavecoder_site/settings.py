@@ -235,6 +235,8 @@ LLM_LEASE_S = float(os.environ.get("WAVECODER_LLM_LEASE_S", 900))
 LLM_TIMEOUT_S = float(os.environ.get("WAVECODER_LLM_TIMEOUT_S", 120))
 LLM_MAX_RETRIES = int(os.environ.get("WAVECODER_LLM_MAX_RETRIES", 5))
 LLM_MAX_TOKENS = int(os.environ.get("WAVECODER_LLM_MAX_TOKENS", 768))
+# Good and bad pool examples per prompt (each kind), for the generator and the discriminator.
+FEW_SHOT = int(os.environ.get("WAVECODER_FEW_SHOT", 2))
 # USD per million tokens, "model=input/output,…", for the cost estimate of generation jobs.
 LLM_PRICES = {
     name.strip(): tuple(float(x) for x in price.split("/"))
