@@ -207,6 +207,27 @@ def validate_rules(rules: list[dict]) -> list[dict]:
     return cleaned
 
 
+def parse_rules_text(text: str) -> list[dict]:
+    """Rules from an edit box, one per line as `rule_id: question`. ValueError names every bad line."""
+    rules, errors = [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        rule_id, sep, question = line.partition(":")
+        if not sep or not question.strip():
+            errors.append(f"Line {n}: write it as `rule_id: question`.")
+            continue
+        rules.append({"id": rule_id.strip(), "question": question.strip()})
+    if errors:
+        raise ValueError(" ".join(errors))
+    return validate_rules(rules)
+
+
+def rules_text(rules) -> str:
+    """The inverse of parse_rules_text."""
+    return "\n".join(f"{rule['id']}: {rule['question']}" for rule in rules)
+
+
 def _locked(task: CodeTask) -> CodeTask:
     """The task's row, locked until the transaction ends, so two editors never take the same number."""
     return CodeTask.objects.select_for_update().get(pk=task.pk)

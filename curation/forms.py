@@ -89,20 +89,55 @@ class PrinciplesForm(forms.Form):
     note = forms.CharField(max_length=300, required=False, help_text="What changed and why.")
 
     def clean_rules(self) -> list[dict]:
-        from .catalog import validate_rules
+        from .catalog import parse_rules_text
 
-        rules = []
-        for n, line in enumerate(self.cleaned_data["rules"].splitlines(), start=1):
-            if not line.strip():
-                continue
-            rule_id, sep, question = line.partition(":")
-            if not sep:
-                raise forms.ValidationError(f"Line {n}: write `rule_id: question`.")
-            rules.append({"id": rule_id.strip(), "question": question.strip()})
         try:
-            return validate_rules(rules)
+            return parse_rules_text(self.cleaned_data["rules"])
         except ValueError as exc:
-            raise forms.ValidationError(str(exc))
+            raise forms.ValidationError(str(exc)) from exc
+
+
+class RefinementForm(forms.Form):
+    task = forms.ChoiceField(choices=())
+    heldout_fraction = forms.FloatField(
+        min_value=0.05,
+        max_value=0.9,
+        initial=0.3,
+        help_text="Share of the reviewed instances kept aside to check the proposal.",
+    )
+    max_cases = forms.IntegerField(
+        min_value=1, max_value=200, initial=40, help_text="Disagreement cases shown to the LLM."
+    )
+    max_heldout = forms.IntegerField(
+        min_value=1, max_value=1000, initial=60, help_text="Held-out instances judged in the check."
+    )
+    seed = forms.IntegerField(min_value=0, initial=0, help_text="Draws the held-out part.")
+    model = forms.CharField(max_length=200, initial=settings.LLM_DISCRIMINATOR_MODEL)
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .models import CodeTask
+
+        super().__init__(*args, **kwargs)
+        self.fields["task"].choices = CodeTask.Slug.choices
+
+
+class RejudgeForm(forms.Form):
+    tasks = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked = every task."
+    )
+    only_outdated = forms.BooleanField(
+        required=False,
+        initial=True,
+        help_text="Only instances not yet judged with their task's current principles.",
+    )
+    model = forms.CharField(max_length=200, initial=settings.LLM_DISCRIMINATOR_MODEL)
+    concurrency = forms.IntegerField(min_value=1, max_value=settings.LLM_CONCURRENCY, initial=8)
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .models import CodeTask
+
+        super().__init__(*args, **kwargs)
+        self.fields["tasks"].choices = CodeTask.Slug.choices
 
 
 # --- Review (curation/review.py checks the decisions; these only read the posted values) -----------

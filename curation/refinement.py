@@ -349,26 +349,6 @@ def propose(run_id: int, *, client: llm.LLMClient | None = None, on_progress=Non
 # --- 3. Edit -------------------------------------------------------------------------------------
 
 
-def parse_rules_text(text: str) -> list[dict]:
-    """Rules from the edit box, one per line as `rule_id: question`. ValueError lists every bad line."""
-    rules, errors = [], []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        rule_id, sep, question = line.partition(":")
-        if not sep or not question.strip():
-            errors.append(f"Line {n}: write it as `rule_id: question`.")
-            continue
-        rules.append({"id": rule_id.strip(), "question": question.strip()})
-    if errors:
-        raise ValueError(" ".join(errors))
-    return catalog.validate_rules(rules)
-
-
-def rules_text(rules: Iterable[dict]) -> str:
-    return "\n".join(f"{r['id']}: {r['question']}" for r in rules)
-
-
 @transaction.atomic
 def edit_proposal(run: RefinementRun, rules: list[dict], *, user=None) -> RefinementRun:
     """Replace the proposed rules with the curator's edit. Any earlier check no longer applies."""

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import views
+from . import principle_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -22,5 +22,19 @@ urlpatterns = [
     ),
     path("instances/", views.instance_list, name="instance-list"),
     path("instances/<int:pk>/", views.instance_detail, name="instance-detail"),
+    path(
+        "tasks/<slug:slug>/principles/<int:version>/adopt/",
+        principle_views.principle_adopt,
+        name="principle-adopt",
+    ),
+    path("analytics/", principle_views.analytics_page, name="analytics"),
+    path("pools/", principle_views.pool_list, name="pool-list"),
+    path("pools/<int:pk>/<str:action>/", principle_views.pool_action, name="pool-action"),
+    path("refinement/", principle_views.refinement_list, name="refinement-list"),
+    path("refinement/<int:pk>/", principle_views.refinement_detail, name="refinement-detail"),
+    path("refinement/<int:pk>/<str:action>/", principle_views.refinement_action, name="refinement-action"),
+    path("rejudge/", principle_views.rejudge_list, name="rejudge-list"),
+    path("rejudge/<int:pk>/", principle_views.rejudge_detail, name="rejudge-detail"),
+    path("rejudge/<int:pk>/cancel/", principle_views.rejudge_cancel, name="rejudge-cancel"),
     path("review/", include("curation.review_urls")),
 ]

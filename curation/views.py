@@ -182,7 +182,7 @@ def task_detail(request: HttpRequest, slug: str) -> HttpResponse:
         request.POST if request.POST.get("form") == "prompt" else None,
         initial={"definition": prompt.definition, "requirements": prompt.requirements},
     )
-    rules_text = "\n".join(f"{rule['id']}: {rule['question']}" for rule in principles.rules)
+    rules_text = catalog.rules_text(principles.rules)
     principles_form = PrinciplesForm(
         request.POST if request.POST.get("form") == "principles" else None, initial={"rules": rules_text}
     )

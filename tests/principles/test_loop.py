@@ -3,7 +3,7 @@ held-out check → adoption → new instances judged with the new version → re
 
 import pytest
 
-from curation import analytics, generation, refinement, review
+from curation import analytics, catalog, generation, refinement, review
 from curation.llm import OpenAICompatibleClient
 from curation.models import CodeTask, Instance, PoolExample, RefinementRun, RejudgeJob, SelectionRun
 from tests.fakes.openai_stub import OpenAIStub
@@ -188,9 +188,9 @@ def test_refinement_needs_disagreements(db, reviewer):
 
 def test_edit_box_errors_name_the_lines():
     with pytest.raises(ValueError, match="Line 2"):
-        refinement.parse_rules_text("a: Is it fine?\nno colon here\n")
+        catalog.parse_rules_text("a: Is it fine?\nno colon here\n")
     with pytest.raises(ValueError, match="used twice"):
-        refinement.parse_rules_text("a: One?\na: Two?")
-    assert refinement.parse_rules_text("\nok_rule:  Is it ok? \n") == [
+        catalog.parse_rules_text("a: One?\na: Two?")
+    assert catalog.parse_rules_text("\nok_rule:  Is it ok? \n") == [
         {"id": "ok_rule", "question": "Is it ok?"}
     ]
