@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from . import catalog, generation, launch
+from . import catalog, generation, launch, refinement
 from .models import (
     CodeSample,
     CodeTask,
@@ -23,7 +23,7 @@ from .models import (
 )
 from .roles import IsCurator
 
-_JOB_FIELDS = [
+JOB_FIELDS = [
     "status",
     "phase",
     "progress_done",
@@ -62,7 +62,7 @@ class IngestRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = IngestRun
-        fields = ["id", "source", "source_name", "options", "report", "kept_count", *_JOB_FIELDS]
+        fields = ["id", "source", "source_name", "options", "report", "kept_count", *JOB_FIELDS]
         read_only_fields = fields
 
 
@@ -96,9 +96,9 @@ class SelectionRunSerializer(serializers.ModelSerializer):
             "coverage_radius",
             "random_radius",
             "embedding_set",
-            *_JOB_FIELDS,
+            *JOB_FIELDS,
         ]
-        read_only_fields = ["pool_size", "coverage_radius", "random_radius", "embedding_set", *_JOB_FIELDS]
+        read_only_fields = ["pool_size", "coverage_radius", "random_radius", "embedding_set", *JOB_FIELDS]
         extra_kwargs = {"model_name": {"required": False}, "seed": {"required": False}}
 
 
@@ -245,6 +245,17 @@ class CodeTaskViewSet(viewsets.ReadOnlyModelViewSet):
             raise serializers.ValidationError({"detail": str(exc)})
         return Response(PrincipleVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=None, responses={200: PrincipleVersionSerializer})
+    @action(detail=True, methods=["post"], url_path=r"principle-versions/(?P<version>\d+)/adopt")
+    def adopt_principles(self, request, slug=None, version=None):
+        """Make any version of the task's principles current: adoption or rollback in one call."""
+        task = self.get_object()
+        principle_version = task.principle_versions.filter(version=int(version)).first()
+        if principle_version is None:
+            raise serializers.ValidationError({"detail": f"{task.name} has no principles v{version}."})
+        refinement.adopt_version(principle_version, user=request.user)
+        return Response(PrincipleVersionSerializer(principle_version).data)
+
 
 class GenerationJobSerializer(serializers.ModelSerializer):
     counts = serializers.SerializerMethodField()
@@ -268,9 +279,9 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "completion_tokens",
             "counts",
             "estimated_cost_usd",
-            *_JOB_FIELDS,
+            *JOB_FIELDS,
         ]
-        read_only_fields = ["paused", "prompt_tokens", "completion_tokens", *_JOB_FIELDS]
+        read_only_fields = ["paused", "prompt_tokens", "completion_tokens", *JOB_FIELDS]
         extra_kwargs = {
             "generator_model": {"required": False},
             "discriminator_model": {"required": False},

@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from curation import api as curation_api
+from curation import principle_api
 
 router = DefaultRouter()
 router.register("samples", curation_api.CodeSampleViewSet, basename="sample")
@@ -11,5 +12,9 @@ router.register("selection-runs", curation_api.SelectionRunViewSet, basename="se
 router.register("tasks", curation_api.CodeTaskViewSet, basename="task")
 router.register("generation-jobs", curation_api.GenerationJobViewSet, basename="generation-job")
 router.register("instances", curation_api.InstanceViewSet, basename="instance")
+router.register("analytics", principle_api.AnalyticsViewSet, basename="analytics")
+router.register("pool-examples", principle_api.PoolExampleViewSet, basename="pool-example")
+router.register("refinement-runs", principle_api.RefinementRunViewSet, basename="refinement-run")
+router.register("rejudge-jobs", principle_api.RejudgeJobViewSet, basename="rejudge-job")
 
 urlpatterns = router.urls

@@ -7,25 +7,9 @@ from django.urls import reverse
 from curation import review
 from curation.catalog import new_principle_version
 from curation.models import CodeTask, PoolExample, RefinementRun, RejudgeJob
-from tests.review.factory import make_instance, make_job, rules_of
+from tests.review.factory import make_instance, make_job
 
 PAGES = ["analytics", "pool-list", "refinement-list", "rejudge-list"]
-
-
-@pytest.fixture
-def decided(db, reviewer):
-    """Six generation instances: the rule `a` fires on four, reviewers accept four and reject two."""
-    a = rules_of("generation")[0]
-    job = make_job()
-    rows = []
-    for n in range(6):
-        instance = make_instance(job, passed=n >= 4, failed_rules=(a,) if n < 4 else ())
-        if n in (0, 4):
-            review.reject(instance, reviewer, reason="<b>bad</b>", expected_version=0)
-        else:
-            review.accept(instance, reviewer, expected_version=0)
-        rows.append(instance)
-    return a, rows
 
 
 @pytest.mark.parametrize("name", PAGES)
