@@ -230,9 +230,10 @@ def version_rows(version: DatasetVersion, chunk_size: int = ROW_CHUNK) -> Iterat
 
 def save_hf_dataset(arrow_path: Path, folder: Path) -> None:
     """A `datasets` folder (`save_to_disk`) from an Arrow stream file, without loading it in memory."""
-    from datasets import Dataset
+    import datasets
 
-    Dataset.from_file(str(arrow_path)).save_to_disk(str(folder))
+    datasets.disable_progress_bars()  # a bar per save fills worker logs; progress is the version's own
+    datasets.Dataset.from_file(str(arrow_path)).save_to_disk(str(folder))
 
 
 def zip_folder(folder: Path, target: Path) -> None:
