@@ -13,9 +13,9 @@ examples of each kind per prompt (default 2):
    candidates, reviewer-made examples come first, then hand-written seeds, then the discriminator's;
    within each, the most recent first.
 4. Balanced across languages: the slots go round-robin over languages, the prompt's own first.
-5. Diverse: within a language, of its few most favoured candidates the one least similar to the
-   examples already chosen is taken (cosine distance of hashed code/word token counts, a model-free
-   embedding that is cheap enough for every prompt). The first pick is drawn, seeded by the instance,
+5. Diverse: within a language, of its few most favoured candidates (most recent, best origin left)
+   the one least similar to the examples already chosen is taken (cosine distance of hashed token
+   counts: a model-free embedding cheap enough for every prompt). The first pick is drawn, seeded by the instance,
    from the favoured few, so prompts do not all share one example.
 """
 
@@ -81,7 +81,9 @@ def few_shot(
             bucket = by_language[lang]
             if not bucket or len(chosen) >= k:
                 continue
-            favoured = bucket[:_FAVOURED]
+            # Only the best origin left in this language competes: humans first, always.
+            best_rank = _ORIGIN_RANK[bucket[0].origin]
+            favoured = [e for e in bucket if _ORIGIN_RANK[e.origin] == best_rank][:_FAVOURED]
             if chosen:
                 picked = np.stack([vectors[e.pk] for e in chosen])
                 similarity = [float((picked @ vectors[e.pk]).max()) for e in favoured]
