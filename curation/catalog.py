@@ -215,7 +215,7 @@ def parse_rules_text(text: str) -> list[dict]:
             continue
         rule_id, sep, question = line.partition(":")
         if not sep or not question.strip():
-            errors.append(f"Line {n}: write it as `rule_id: question`.")
+            errors.append(f"Line {n}: write `rule_id: question`.")
             continue
         rules.append({"id": rule_id.strip(), "question": question.strip()})
     if errors:
