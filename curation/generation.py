@@ -97,7 +97,7 @@ def build_messages(instance: Instance, good: list[PoolExample], bad: list[PoolEx
 
 def create_generation_job(
     *,
-    selection_run: SelectionRun,
+    selection_run: SelectionRun | None = None,
     tasks: list[str],
     samples_per_task: int,
     instances_per_sample: int = 1,
@@ -112,6 +112,8 @@ def create_generation_job(
     known = set(CodeTask.Slug.values)
     if not tasks or not set(tasks) <= known:
         raise ValueError(f"Tasks must be some of {', '.join(sorted(known))}; got {tasks!r}.")
+    if selection_run is None:  # optional only in the model, where import jobs have none
+        raise ValueError("A generation job needs a selection run.")
     if selection_run.status != SelectionRun.Status.SUCCEEDED:
         raise ValueError(f"Selection run #{selection_run.pk} has not succeeded ({selection_run.status}).")
     if samples_per_task < 1 or not 1 <= instances_per_sample <= 20:
@@ -419,45 +421,9 @@ class _Drain:
             await self.db(_fail, row, Instance.Stage.LLM_ERROR, f"{type(exc).__name__}: {exc}")
 
     async def _generate_and_judge(self, row: Instance) -> None:
-        slug = row.task.slug
-        good, bad = await self.examples(row)
-        fields, required = fields_for(slug, row.language)
-        completion = await self._call(
-            row,
-            LLMCall.Role.GENERATOR,
-            row.generator_model,
-            build_messages(row, good, bad),
-            generator_schema(fields),
-        )
-        row.raw_response = completion.text
-        try:
-            values = parse_fields(completion.text, fields, required)
-        except ParseError as exc:
-            await self.db(_fail, row, Instance.Stage.PARSE_FAILED, f"Generator output did not parse: {exc}")
+        # Imported instances (curation/imports.py) were written elsewhere: only the discriminator runs.
+        if self.job.kind != GenerationJob.Kind.IMPORT and not await self._generate(row):
             return
-        for field in fields:
-            setattr(row, field, values.get(field, ""))
-        if slug in ("summarization", "translation"):
-            row.input = row.sample.code
-        results = checks.run_static_checks(
-            task=slug,
-            instruction=row.instruction,
-            input=row.input,
-            output=row.output,
-            language=row.language,
-            target_language=row.target_language,
-            tests=row.tests,
-        )
-        row.checks = checks.as_json(results)
-        failure = checks.first_failure(results)
-        if failure:
-            row.failed_check = failure.name
-            await self.db(
-                _fail, row, Instance.Stage.CHECK_FAILED, f"Static check {failure.name}: {failure.detail}"
-            )
-            return
-        if self.job.execute:
-            row.execution_status, row.execution_detail = await asyncio.to_thread(execute_instance, row)
         principles = row.task.current_principles
         good_j, bad_j = await self.examples(row)
         judged = await self._call(
@@ -480,6 +446,49 @@ class _Drain:
         await self.db(
             _complete, row, principles, self.job.discriminator_model, judged.text, answers, overall, reasons
         )
+
+    async def _generate(self, row: Instance) -> bool:
+        """Generate, parse, check and run one row; False when it failed there (and was recorded so)."""
+        slug = row.task.slug
+        good, bad = await self.examples(row)
+        fields, required = fields_for(slug, row.language)
+        completion = await self._call(
+            row,
+            LLMCall.Role.GENERATOR,
+            row.generator_model,
+            build_messages(row, good, bad),
+            generator_schema(fields),
+        )
+        row.raw_response = completion.text
+        try:
+            values = parse_fields(completion.text, fields, required)
+        except ParseError as exc:
+            await self.db(_fail, row, Instance.Stage.PARSE_FAILED, f"Generator output did not parse: {exc}")
+            return False
+        for field in fields:
+            setattr(row, field, values.get(field, ""))
+        if slug in ("summarization", "translation"):
+            row.input = row.sample.code
+        results = checks.run_static_checks(
+            task=slug,
+            instruction=row.instruction,
+            input=row.input,
+            output=row.output,
+            language=row.language,
+            target_language=row.target_language,
+            tests=row.tests,
+        )
+        row.checks = checks.as_json(results)
+        failure = checks.first_failure(results)
+        if failure:
+            row.failed_check = failure.name
+            await self.db(
+                _fail, row, Instance.Stage.CHECK_FAILED, f"Static check {failure.name}: {failure.detail}"
+            )
+            return False
+        if self.job.execute:
+            row.execution_status, row.execution_detail = await asyncio.to_thread(execute_instance, row)
+        return True
 
 
 def execute_instance(row: Instance) -> tuple[str, str]:
