@@ -63,7 +63,7 @@ from typing import Any
 
 from curation.llm import OFFLINE_MODEL_NAME
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("training.finetune")  # the same name when run with -m
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ACCELERATE_CONFIGS = Path(__file__).resolve().parent / "accelerate"
@@ -290,11 +290,14 @@ class TrainConfig:
 
     # -- checks
 
-    def validate(self, hardware: Hardware | None = None, *, check_data: bool = True) -> list[str]:
+    def validate(
+        self, hardware: Hardware | None = None, *, check_data: bool = True, check_processes: bool = True
+    ) -> list[str]:
         """Every problem with this configuration, as sentences; empty when it can run.
 
         `hardware` enables the checks that depend on the machine (bf16, GPUs, FlashAttention); None skips
-        them. `check_data` reads the dataset files to check they hold usable records.
+        them. `check_data` reads the dataset files to check they hold usable records. `check_processes`
+        compares num_processes with the GPUs (off once a launcher has started the processes).
         """
         errors: list[str] = []
         if self.method not in METHODS:
@@ -333,7 +336,7 @@ class TrainConfig:
             errors.append("an output folder is needed")
         errors += self._model_errors()
         if hardware is not None:
-            errors += self._hardware_errors(hardware)
+            errors += self._hardware_errors(hardware, check_processes=check_processes)
         if check_data:
             try:
                 load_records(self.dataset_paths)
@@ -367,7 +370,7 @@ class TrainConfig:
             ]
         return []
 
-    def _hardware_errors(self, hardware: Hardware) -> list[str]:
+    def _hardware_errors(self, hardware: Hardware, *, check_processes: bool) -> list[str]:
         errors = []
         if self.bf16 and not hardware.bf16:
             if hardware.device == "cpu":
@@ -375,7 +378,9 @@ class TrainConfig:
             else:
                 where = f"the GPU ({hardware.name or 'unknown'}) does not support bf16"
             errors.append(f"bf16 was asked for, but {where}; leave bf16 unset to use float32 there")
-        if self.num_processes > 1 and hardware.device != "cuda":
+        if not check_processes:
+            pass
+        elif self.num_processes > 1 and hardware.device != "cuda":
             errors.append(f"{self.num_processes} processes need GPUs; this machine has none")
         elif hardware.device == "cuda" and self.num_processes > hardware.gpus:
             errors.append(f"the run asks for {self.num_processes} GPUs; this machine has {hardware.gpus}")
@@ -575,13 +580,13 @@ class _RunLog:
         self._handler = logging.FileHandler(self.output_dir / LOG_FILE, encoding="utf-8")
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self._handler.setLevel(logging.INFO)
-        for name in (__name__, "transformers", "trl", "peft", "accelerate"):
+        for name in (logger.name, "transformers", "trl", "peft", "accelerate"):
             logging.getLogger(name).addHandler(self._handler)
         logger.setLevel(logging.INFO)
 
     def close(self) -> None:
         if self._handler is not None:
-            for name in (__name__, "transformers", "trl", "peft", "accelerate"):
+            for name in (logger.name, "transformers", "trl", "peft", "accelerate"):
                 logging.getLogger(name).removeHandler(self._handler)
             self._handler.close()
             self._handler = None
@@ -851,9 +856,9 @@ def train(
     resumed_from: Path | None = None
     try:
         hardware = Hardware.detect()
-        # The launcher decides the number of processes; the accumulation follows it.
+        # The launcher has decided the number of processes; the accumulation follows it.
         launched = dataclasses.replace(config, num_processes=world_size)
-        errors = launched.validate(hardware)
+        errors = launched.validate(hardware, check_processes=False)
         if errors:
             raise TrainingError("invalid_config", "; ".join(errors), errors=errors)
         if main:
@@ -1061,9 +1066,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         result = train(config, should_stop=stop.is_set)
     except TrainingError as exc:
-        print(f"{exc.kind}: {exc.message}", file=sys.stderr)
+        if _world()[1]:
+            print(f"{exc.kind}: {exc.message}", file=sys.stderr)
         return EXIT_TRAINING_ERROR
-    print(json.dumps(result.to_dict()))
+    if _world()[1]:
+        print(json.dumps(result.to_dict()))
     return 0
 
 

@@ -3,8 +3,10 @@ packing, validation and the errors people see."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -370,29 +372,64 @@ def test_exit_statuses_are_explained():
 # --- Running as a subprocess ---------------------------------------------------------------------
 
 
-def test_the_subprocess_entry_point_trains_a_run_json(tmp_path, base_model, dataset):
-    config = _config(tmp_path, base_model, dataset, max_steps=2, save_steps=2)
-    run_json = config.save(tmp_path / "run.json")
+def _start(run_json: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(
-        finetune.launch_command(run_json),
-        cwd=finetune.PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    command = finetune.launch_command(run_json)
+    return subprocess.Popen(
+        command, cwd=finetune.PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "completed"
-    assert read_result(config.output_dir)["global_step"] == 2
 
-    config.learning_rate = -1
-    config.save(run_json)
-    failed = subprocess.run(
-        finetune.launch_command(run_json), cwd=finetune.PROJECT_ROOT, env=env, capture_output=True, text=True
+
+def _wait_for_checkpoint(output_dir: str, process: subprocess.Popen, after: int = 0) -> int:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        steps = [
+            e["step"] for e in read_metrics(output_dir) if e["event"] == "checkpoint" and e["step"] > after
+        ]
+        if steps:
+            return steps[-1]
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.1)
+    raise AssertionError("no checkpoint within 120 s")
+
+
+def test_a_killed_worker_resumes_and_sigterm_stops_at_a_checkpoint(tmp_path, base_model, dataset):
+    config = _config(tmp_path, base_model, dataset, max_steps=100_000, save_steps=2, learning_rate=1e-4)
+    run_json = config.save(tmp_path / "run.json")
+
+    # The worker dies (SIGKILL: no goodbye, no result.json) after a checkpoint ...
+    process = _start(run_json)
+    _wait_for_checkpoint(config.output_dir, process)
+    process.kill()
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL and read_result(config.output_dir) is None
+    assert "out-of-memory killer" in finetune.describe_exit(process.returncode)
+    newest = last_checkpoint(config.output_dir)
+
+    # ... the same run started again continues from the newest checkpoint, and a polite SIGTERM (a worker
+    # shutting down) ends its step with a new checkpoint.
+    process = _start(run_json)
+    step = _wait_for_checkpoint(config.output_dir, process, after=int(newest.name.split("-")[1]))
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-2000:]
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result == read_result(config.output_dir)
+    assert result["status"] == "stopped" and result["resumed_from"] == str(newest)
+    assert (
+        result["global_step"] >= step
+        and last_checkpoint(config.output_dir).name == f"checkpoint-{result['global_step']}"
     )
-    assert failed.returncode == finetune.EXIT_TRAINING_ERROR
-    assert "invalid_config: the learning rate must be positive" in failed.stderr
+    starts = [e for e in read_metrics(config.output_dir) if e["event"] == "start"]
+    assert [s["resumed_from"] for s in starts] == [None, str(newest)]
+
+
+def test_the_subprocess_reports_a_bad_configuration(tmp_path, base_model, dataset):
+    run_json = _config(tmp_path, base_model, dataset, learning_rate=-1).save(tmp_path / "run.json")
+    process = _start(run_json)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == finetune.EXIT_TRAINING_ERROR
+    assert "invalid_config: the learning rate must be positive" in stderr
 
 
 def test_several_gpus_are_launched_through_accelerate_with_a_valid_config():
