@@ -38,7 +38,7 @@ again after a worker died (or after a stop) continues where it left off. It rais
 `kind` (invalid_config, data, model, out_of_memory, failed) and a message meant for people.
 
 Run it in a subprocess so a GPU worker survives an out-of-memory kill and several GPUs can be used:
-`launch_command(run_json, num_processes=N)` gives `python -m training.finetune --config run.json` for one
+`launch_command(config, run_json)` gives `python -m training.finetune --config run.json` for one
 process and `accelerate launch --config_file training/accelerate/fsdp.yaml … -m training.finetune …` for
 several (the working folder must be the project root); `describe_exit(returncode)` explains a crash.
 """
@@ -299,7 +299,9 @@ class TrainConfig:
         them. `check_data` reads the dataset files to check they hold usable records. `check_processes`
         compares num_processes with the GPUs (off once a launcher has started the processes).
         """
-        errors: list[str] = []
+        errors = self._type_errors()
+        if errors:  # comparisons below would fail on the wrong types
+            return errors
         if self.method not in METHODS:
             errors.append(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
         lora_set = [name for name in LORA_DEFAULTS if getattr(self, name) is not None]
@@ -307,9 +309,9 @@ class TrainConfig:
             errors.append(f"{', '.join(lora_set)} apply only to method 'lora', not to a full fine-tune")
         if self.method == "lora":
             settings = self.lora_settings()
-            if not isinstance(settings["lora_r"], int) or settings["lora_r"] < 1:
+            if settings["lora_r"] < 1:
                 errors.append("lora_r must be a positive integer")
-            if not isinstance(settings["lora_alpha"], int | float) or settings["lora_alpha"] <= 0:
+            if settings["lora_alpha"] <= 0:
                 errors.append("lora_alpha must be positive")
             if not 0 <= settings["lora_dropout"] < 1:
                 errors.append("lora_dropout must be at least 0 and below 1")
@@ -342,6 +344,15 @@ class TrainConfig:
                 load_records(self.dataset_paths)
             except TrainingError as exc:
                 errors.append(exc.message)
+        return errors
+
+    def _type_errors(self) -> list[str]:
+        errors = []
+        for name, kinds in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            # bool is an int in Python, but True is no batch size
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                errors.append(f"{name} must be {_TYPE_NAMES[kinds]}, not {value!r}")
         return errors
 
     def _batch_errors(self) -> list[str]:
@@ -423,6 +434,36 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise TrainingError("invalid_config", f"{path} must hold a JSON object")
         return cls.from_dict(data)
+
+
+_INT, _NUMBER = (int,), (int, float)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "learning_rate": _NUMBER,
+    "num_epochs": _NUMBER,
+    "max_length": _INT,
+    "warmup_steps": _INT,
+    "global_batch_size": _INT,
+    "per_device_batch_size": _INT,
+    "num_processes": _INT,
+    "seed": _INT,
+    "save_steps": _INT,
+    "max_steps": (int, type(None)),
+    "save_total_limit": (int, type(None)),
+    "bf16": (bool, type(None)),
+    "packing": (bool,),
+    "gradient_checkpointing": (bool,),
+    "lora_r": (int, type(None)),
+    "lora_alpha": (int, float, type(None)),
+    "lora_dropout": (int, float, type(None)),
+}
+_TYPE_NAMES = {
+    _INT: "a whole number",
+    _NUMBER: "a number",
+    (int, type(None)): "a whole number or unset",
+    (bool, type(None)): "true, false or unset",
+    (bool,): "true or false",
+    (int, float, type(None)): "a number or unset",
+}
 
 
 # --- Data ---------------------------------------------------------------------------------------------
@@ -709,10 +750,9 @@ def _progress_callback(
                 eta_text = f"{record['eta_s']:.0f} s" if eta is not None else "?"
                 rate_text = f"{tokens_per_s:,.0f} tok/s" if tokens_per_s is not None else "? tok/s"
                 logger.info(
-                    "step %d/%d epoch %.2f loss %.4f lr %.3g %s ETA %s",
-                    state.global_step, state.max_steps, record["epoch"], loss, record["learning_rate"],
-                    rate_text, eta_text,
-                )  # fmt: skip
+                    f"step {state.global_step}/{state.max_steps} epoch {record['epoch']:.2f} loss {loss:.4f} "
+                    f"lr {record['learning_rate']:.3g} {rate_text} ETA {eta_text}"
+                )
 
         def on_step_end(self, args, state, control, **kwargs):
             if should_stop is not None and _agreed(bool(should_stop())):
@@ -721,8 +761,8 @@ def _progress_callback(
                 control.should_save = True  # the checkpoint a later run resumes from
 
         def on_save(self, args, state, control, **kwargs):
-            run_log.event("checkpoint", step=state.global_step, path=str(Path(args.output_dir) /
-                          f"checkpoint-{state.global_step}"))  # fmt: skip
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            run_log.event("checkpoint", step=state.global_step, path=str(path))
 
     return ProgressReporter()
 
@@ -840,97 +880,111 @@ def train(
 ) -> TrainResult:
     """Fine-tune `config.base_model` on the dataset with TRL's SFTTrainer; see the module docstring.
 
-    `progress(dict)` receives every event also written to metrics.jsonl: "start" (max_steps, examples,
-    world_size, gradient_accumulation_steps, resumed_from), "step" (step, max_steps, epoch, loss,
-    learning_rate, grad_norm, tokens, tokens_per_s, elapsed_s, eta_s), "checkpoint" (step, path) and
-    "end" (status, and kind/message on failure). `should_stop()` is asked after every optimizer step; when
-    it (or a cancel request file) says so, the run saves a checkpoint and returns with status "stopped".
-    Resumes from the newest complete checkpoint in output_dir. Raises TrainingError.
+    `progress(dict)` receives every event also written to metrics.jsonl: "start" (step, max_steps,
+    examples, world_size, gradient_accumulation_steps, bf16, attention, device, resumed_from), "step"
+    (step, max_steps, epoch, loss, learning_rate, grad_norm, tokens and elapsed_s since this start,
+    tokens_per_s, eta_s), "checkpoint" (step, path) and "end" (status; kind and message on failure).
+    `should_stop()` is asked after every optimizer step; when it (or a cancel request file) says so, the run
+    saves a checkpoint and returns with status "stopped". Resumes from the newest complete checkpoint in
+    output_dir. Raises TrainingError (also recorded in result.json and metrics.jsonl).
     """
     started = time.monotonic()
     world_size, main = _world()
     output_dir = Path(config.output_dir)
     run_log = _RunLog(output_dir, progress, main=main)
     run_log.open()
-    status: dict[str, Any] = {}
-    resumed_from: Path | None = None
     try:
-        hardware = Hardware.detect()
-        # The launcher has decided the number of processes; the accumulation follows it.
-        launched = dataclasses.replace(config, num_processes=world_size)
-        errors = launched.validate(hardware, check_processes=False)
-        if errors:
-            raise TrainingError("invalid_config", "; ".join(errors), errors=errors)
-        if main:
-            config.save(output_dir / CONFIG_FILE)
-            (output_dir / CANCEL_FILE).unlink(missing_ok=True)  # an old request must not stop this run
-            (output_dir / RESULT_FILE).unlink(missing_ok=True)
-        records = load_records(config.dataset_paths)
-        model_path = resolve_model(config.base_model)
-        model, tokenizer = load_model(model_path, config, hardware)
-
-        import datasets
-
-        dataset = datasets.Dataset.from_list([prompt_completion(r) for r in records])
-        resumed_from = last_checkpoint(output_dir)
-        start_info = {
-            "examples": len(records),
-            "world_size": world_size,
-            "gradient_accumulation_steps": launched.gradient_accumulation_steps,
-            "bf16": config.use_bf16(hardware),
-            "attention": config.attention(hardware),
-            "device": hardware.name or hardware.device,
-            "resumed_from": str(resumed_from) if resumed_from else None,
-        }
-        reporter = _progress_callback(run_log, _stop_check(output_dir, should_stop), status, start_info)
-        trainer = build_trainer(
-            config, model, tokenizer, dataset, hardware=hardware, world_size=world_size, callbacks=[reporter]
-        )
-        logger.info("training %s (%s) on %d records%s", config.base_model, config.method, len(records),
-                    f", resuming from {resumed_from.name}" if resumed_from else "")  # fmt: skip
-        trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
-
-        model_dir = adapter_dir = None
-        if not status.get("stopped"):
-            model_dir, adapter_dir = _save_final(trainer, config, model_path, hardware, main=main)
-        rates = status.get("rates") or []
-        result = TrainResult(
-            status=STOPPED if status.get("stopped") else COMPLETED,
-            global_step=trainer.state.global_step,
-            max_steps=trainer.state.max_steps,
-            first_loss=status.get("first_loss"),
-            final_loss=status.get("final_loss"),
-            model_dir=str(model_dir) if model_dir else None,
-            adapter_dir=str(adapter_dir) if adapter_dir else None,
-            last_checkpoint=str(last_checkpoint(output_dir) or "") or None,
-            resumed_from=str(resumed_from) if resumed_from else None,
-            duration_s=round(time.monotonic() - started, 2),
-            tokens_per_s=round(sorted(rates)[len(rates) // 2], 1) if rates else None,
-        )
-        if main:
-            _write_json(output_dir / RESULT_FILE, result.to_dict())
-        run_log.event("end", status=result.status, step=result.global_step, final_loss=result.final_loss,
-                      model_dir=result.model_dir)  # fmt: skip
-        return result
+        return _train(config, run_log, should_stop, started=started, world_size=world_size, main=main)
     except BaseException as exc:
-        error = exc if isinstance(exc, TrainingError) else _classify(exc, status)
+        error = exc if isinstance(exc, TrainingError) else _classify(exc)
         if error is None:  # KeyboardInterrupt and the like: not a training failure
             raise
         if main:
             logger.error("training failed (%s): %s", error.kind, error.message)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(output_dir / RESULT_FILE, {
-                "status": FAILED, "kind": error.kind, "message": error.message, "errors": error.errors,
-                "resumed_from": str(resumed_from) if resumed_from else None,
-                "last_checkpoint": str(last_checkpoint(output_dir) or "") or None,
-                "duration_s": round(time.monotonic() - started, 2),
-            })  # fmt: skip
+            failure = {"status": FAILED, "kind": error.kind, "message": error.message, "errors": error.errors}
+            checkpoint = last_checkpoint(output_dir)
+            failure["last_checkpoint"] = str(checkpoint) if checkpoint else None
+            failure["duration_s"] = round(time.monotonic() - started, 2)
+            _write_json(output_dir / RESULT_FILE, failure)
         run_log.event("end", status=FAILED, kind=error.kind, message=error.message)
         if error is exc:
             raise
         raise error from exc
     finally:
         run_log.close()
+
+
+def _train(
+    config: TrainConfig,
+    run_log: _RunLog,
+    should_stop: Callable[[], bool] | None,
+    *,
+    started: float,
+    world_size: int,
+    main: bool,
+) -> TrainResult:
+    output_dir = Path(config.output_dir)
+    hardware = Hardware.detect()
+    # The launcher has decided the number of processes; the accumulation follows it.
+    launched = dataclasses.replace(config, num_processes=world_size)
+    errors = launched.validate(hardware, check_processes=False)
+    if errors:
+        raise TrainingError("invalid_config", "; ".join(errors), errors=errors)
+    if main:
+        config.save(output_dir / CONFIG_FILE)
+        (output_dir / CANCEL_FILE).unlink(missing_ok=True)  # an old request must not stop this run
+        (output_dir / RESULT_FILE).unlink(missing_ok=True)
+    records = load_records(config.dataset_paths)
+    model_path = resolve_model(config.base_model)
+    model, tokenizer = load_model(model_path, config, hardware)
+
+    import datasets
+
+    dataset = datasets.Dataset.from_list([prompt_completion(r) for r in records])
+    resumed_from = last_checkpoint(output_dir)
+    start_info = {
+        "examples": len(records),
+        "world_size": world_size,
+        "gradient_accumulation_steps": launched.gradient_accumulation_steps,
+        "bf16": config.use_bf16(hardware),
+        "attention": config.attention(hardware),
+        "device": hardware.name or hardware.device,
+        "resumed_from": str(resumed_from) if resumed_from else None,
+    }
+    status: dict[str, Any] = {}  # filled by the callback: first and last loss, step rates, stopped
+    reporter = _progress_callback(run_log, _stop_check(output_dir, should_stop), status, start_info)
+    trainer = build_trainer(
+        config, model, tokenizer, dataset, hardware=hardware, world_size=world_size, callbacks=[reporter]
+    )
+    if len(trainer.train_dataset) == 0:  # TRL drops records whose prompt fills max_length
+        raise TrainingError(
+            "data", f"no record fits in max_length {config.max_length}: every prompt is that long or longer"
+        )
+    resuming = f", resuming from {resumed_from.name}" if resumed_from else ""
+    logger.info(f"training {config.base_model} ({config.method}) on {len(records)} records{resuming}")
+    trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
+
+    stopped = bool(status.get("stopped"))
+    model_dir, adapter_dir = (None, None) if stopped else _save_final(trainer, config, model_path, main=main)
+    rates = sorted(status.get("rates") or [])
+    checkpoint = last_checkpoint(output_dir)
+    result = TrainResult(
+        status=STOPPED if stopped else COMPLETED,
+        global_step=trainer.state.global_step,
+        max_steps=trainer.state.max_steps,
+        first_loss=status.get("first_loss"),
+        final_loss=status.get("final_loss"),
+        model_dir=str(model_dir) if model_dir else None,
+        adapter_dir=str(adapter_dir) if adapter_dir else None,
+        last_checkpoint=str(checkpoint) if checkpoint else None,
+        resumed_from=start_info["resumed_from"],
+        duration_s=round(time.monotonic() - started, 2),
+        tokens_per_s=round(rates[len(rates) // 2], 1) if rates else None,
+    )
+    if main:
+        _write_json(output_dir / RESULT_FILE, result.to_dict())
+    run_log.event("end", status=result.status, step=result.global_step, final_loss=result.final_loss)
+    return result
 
 
 def _stop_check(output_dir: Path, should_stop: Callable[[], bool] | None) -> Callable[[], bool]:
@@ -941,7 +995,7 @@ def _stop_check(output_dir: Path, should_stop: Callable[[], bool] | None) -> Cal
 
 
 def _save_final(
-    trainer: Any, config: TrainConfig, base_path: Path, hardware: Hardware, *, main: bool
+    trainer: Any, config: TrainConfig, base_path: Path, *, main: bool
 ) -> tuple[Path | None, Path | None]:
     """Save the final model (every process takes part: FSDP gathers the shards) and, for LoRA, merge the
     adapter into a fresh copy of the base model on the main process."""
@@ -967,7 +1021,7 @@ def _save_final(
     return output_dir / FINAL_DIR, output_dir / ADAPTER_DIR
 
 
-def _classify(exc: BaseException, status: Mapping[str, Any]) -> TrainingError | None:
+def _classify(exc: BaseException) -> TrainingError | None:
     """A TrainingError with a message for people, from whatever the libraries raised."""
     if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
         return None
@@ -994,33 +1048,32 @@ def _first_line(exc: BaseException) -> str:
 
 
 def launch_command(
-    config_path: str | Path,
-    *,
-    num_processes: int = 1,
-    strategy: str = "fsdp",
-    bf16: bool = True,
-    gradient_checkpointing: bool = True,
-    python: str = sys.executable,
+    config: TrainConfig, config_path: str | Path, *, strategy: str = "fsdp", python: str = sys.executable
 ) -> list[str]:
-    """The command that trains run.json in a subprocess (run it with cwd=PROJECT_ROOT).
+    """The command that trains `config` (saved at `config_path`) in a subprocess; run it with
+    cwd=PROJECT_ROOT.
 
-    One process: `python -m training.finetune --config run.json`. Several: `accelerate launch` with
-    training/accelerate/fsdp.yaml (FSDP full shard, WaveCoder's setup) or ddp.yaml (plain data parallel,
-    for models whose weights and optimizer fit one GPU), one process per GPU.
+    One process: `python -m training.finetune --config run.json`. Several (`config.num_processes`):
+    `accelerate launch` with training/accelerate/fsdp.yaml (FSDP full shard, WaveCoder's setup) or ddp.yaml
+    (plain data parallel, for models whose weights and optimizer state fit one GPU), one process per GPU.
     """
     entry = ["-m", "training.finetune", "--config", str(config_path)]
-    if num_processes <= 1:
+    if config.num_processes <= 1:
         return [python, *entry]
     if strategy not in ("fsdp", "ddp"):
         raise ValueError(f"strategy must be 'fsdp' or 'ddp', not {strategy!r}")
     command = [
-        python, "-m", "accelerate.commands.launch",
-        "--config_file", str(ACCELERATE_CONFIGS / f"{strategy}.yaml"),
-        "--num_processes", str(num_processes),
-        "--mixed_precision", "bf16" if bf16 else "no",
-    ]  # fmt: skip
+        python,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_CONFIGS / f"{strategy}.yaml"),
+    ]
+    # "no" lets the run's own bf16 setting decide (the Trainer falls back to the launcher's value).
+    command += ["--num_processes", str(config.num_processes), "--mixed_precision", "no"]
     if strategy == "fsdp":
-        command += ["--fsdp_activation_checkpointing", "true" if gradient_checkpointing else "false"]
+        checkpointing = "true" if config.gradient_checkpointing else "false"
+        command += ["--fsdp_activation_checkpointing", checkpointing]
     return [*command, *entry]
 
 

@@ -374,7 +374,7 @@ def test_exit_statuses_are_explained():
 
 def _start(run_json: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = finetune.launch_command(run_json)
+    command = finetune.launch_command(TrainConfig.load(run_json), run_json)
     return subprocess.Popen(
         command, cwd=finetune.PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -435,16 +435,18 @@ def test_the_subprocess_reports_a_bad_configuration(tmp_path, base_model, datase
 def test_several_gpus_are_launched_through_accelerate_with_a_valid_config():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    command = finetune.launch_command("run.json", num_processes=8, python="python")
+    config = TrainConfig(dataset_paths=["v.jsonl"], output_dir="run", num_processes=8)
+    command = finetune.launch_command(config, "run.json", python="python")
     assert command[:3] == ["python", "-m", "accelerate.commands.launch"]
     assert command[command.index("--num_processes") + 1] == "8"
+    assert command[command.index("--fsdp_activation_checkpointing") + 1] == "true"
     assert command[-4:] == ["-m", "training.finetune", "--config", "run.json"]
     fsdp = load_config_from_file(command[command.index("--config_file") + 1])
     assert fsdp.distributed_type == "FSDP" and fsdp.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
-    ddp = finetune.launch_command("run.json", num_processes=2, strategy="ddp", bf16=False)
+    ddp = finetune.launch_command(config, "run.json", strategy="ddp")
     assert load_config_from_file(ddp[ddp.index("--config_file") + 1]).distributed_type == "MULTI_GPU"
-    assert ddp[ddp.index("--mixed_precision") + 1] == "no"
-    assert finetune.launch_command("run.json") == [
+    config.num_processes = 1
+    assert finetune.launch_command(config, "run.json") == [
         sys.executable,
         "-m",
         "training.finetune",
