@@ -109,6 +109,16 @@ def test_invalid_combinations_are_explained(tmp_path, base_model, dataset, overr
     assert any(expected in error for error in errors), errors
 
 
+def test_wrong_types_are_named_before_anything_else(tmp_path, base_model, dataset):
+    config = TrainConfig.from_dict(
+        {**_config(tmp_path, base_model, dataset).to_dict(), "learning_rate": "fast", "packing": "yes"}
+    )
+    assert config.validate() == [
+        "learning_rate must be a number, not 'fast'",
+        "packing must be true or false, not 'yes'",
+    ]
+
+
 def test_validation_reads_the_data(tmp_path, base_model):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
@@ -330,6 +340,12 @@ def test_bad_data_fails_with_a_clear_message(tmp_path, base_model):
     with pytest.raises(TrainingError, match=r"bad.jsonl, line 2: 'output' is missing or empty") as caught:
         train(_config(tmp_path, base_model, path))
     assert caught.value.kind == "invalid_config"  # found while validating, before anything is loaded
+
+
+def test_prompts_longer_than_max_length_leave_nothing_to_train_on(tmp_path, base_model, dataset):
+    with pytest.raises(TrainingError, match="no record fits in max_length 16") as caught:
+        train(_config(tmp_path, base_model, dataset, max_length=16))
+    assert caught.value.kind == "data"
 
 
 def test_a_missing_or_unloadable_model_fails_with_a_clear_message(tmp_path, dataset):
