@@ -384,3 +384,56 @@ def side_by_side(base: ModelEvaluation, tuned: ModelEvaluation) -> dict[str, Any
         "fixed": sum(r["base"] <= 0.5 < r["tuned"] for r in rows),
         "broken": sum(r["tuned"] <= 0.5 < r["base"] for r in rows),
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m training.model_eval --model PATH_OR_NAME [--limit N | --task-ids …] [--n N] --out FILE`:
+    evaluate one model on HumanEval and write the per-problem results as JSON (and the samples as JSONL)."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m training.model_eval", description=main.__doc__)
+    parser.add_argument("--model", required=True, help="a model folder or a registered model name")
+    parser.add_argument("--limit", type=int, help="the first N problems only")
+    parser.add_argument("--task-ids", nargs="+", help="these problems only, e.g. HumanEval/0 HumanEval/1")
+    parser.add_argument("--n", type=int, default=1, help="samples per problem (n>1 samples at --temperature)")
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--prompt-style", choices=PROMPT_STYLES, default="completion")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="results JSON")
+    parser.add_argument("--samples-out", help="the completions as a samples JSONL file")
+    options = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wavecoder_site.settings")  # the sandbox's limits
+
+    def report(phase: str, done: int, total: int) -> None:
+        print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
+
+    try:
+        result = evaluate_model(
+            TransformersCompletionModel(options.model, batch_size=options.batch_size),
+            task_ids=options.task_ids,
+            limit=options.limit,
+            n=options.n,
+            temperature=options.temperature,
+            max_new_tokens=options.max_new_tokens,
+            prompt_style=options.prompt_style,
+            seed=options.seed,
+            on_progress=report,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    Path(options.out).write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if options.samples_out:
+        result.write_samples(options.samples_out)
+    ks = ", ".join(f"pass@{k} {100 * v:.1f}%" for k, v in sorted(result.pass_at_k.items()))
+    print(f"{result.model}: {ks} on {len(result.problems)} problems", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -164,3 +164,16 @@ def test_a_real_model_is_evaluated_on_a_few_problems(tiny_model):
 
     sampled = evaluate_model(model, task_ids=THREE[2:], n=3, max_new_tokens=8, prompt_style="alpaca", seed=1)
     assert sampled.problems[0].n == 3 and sampled.settings["temperature"] == 0.2
+
+
+def test_the_command_line_writes_results_and_samples(tiny_model, tmp_path, capsys):
+    from training import model_eval
+
+    out, samples = tmp_path / "result.json", tmp_path / "samples.jsonl"
+    argv = ["--model", str(tiny_model), "--task-ids", "HumanEval/0", "--max-new-tokens", "8"]
+    assert model_eval.main([*argv, "--out", str(out), "--samples-out", str(samples)]) == 0
+    result = json.loads(out.read_text())
+    assert result["model"] == str(tiny_model) and set(result["pass_at_k"]) == {"pass@1"}
+    assert json.loads(samples.read_text())["task_id"] == "HumanEval/0"
+    assert '"phase": "evaluating", "done": 1, "total": 1' in capsys.readouterr().out
+    assert model_eval.main([*argv, "--n", "2", "--temperature", "0", "--out", str(out)]) == 2
