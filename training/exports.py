@@ -18,6 +18,7 @@ version's `content_hash` names its exact data.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import zipfile
@@ -236,12 +237,51 @@ def save_hf_dataset(arrow_path: Path, folder: Path) -> None:
     datasets.Dataset.from_file(str(arrow_path)).save_to_disk(str(folder))
 
 
+class _Sink(io.RawIOBase):
+    """A write-only stream that keeps what is written until it is taken: `zipfile` writes into it and a
+    generator hands the bytes on, so a zip is streamed without being built in memory or on disk."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def stream_zip(members: Iterable[tuple[Path, str]]) -> Iterator[bytes]:
+    """The bytes of a zip of (file, name in the archive) pairs, a block at a time."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for path, name in members:
+            with open(path, "rb") as source, archive.open(name, "w", force_zip64=True) as target:
+                for block in iter(lambda source=source: source.read(1 << 20), b""):
+                    target.write(block)
+                    yield sink.take()
+    yield sink.take()
+
+
+def folder_members(folder: Path, prefix: str) -> list[tuple[Path, str]]:
+    """Every file under `folder`, named `prefix/<relative path>` in an archive."""
+    return [
+        (path, f"{prefix}/{path.relative_to(folder).as_posix()}")
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    ]
+
+
 def zip_folder(folder: Path, target: Path) -> None:
     """Zip a folder; its files sit under the folder's own name inside the archive."""
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, Path(folder.name) / path.relative_to(folder))
+    with open(target, "wb") as out:
+        for block in stream_zip(folder_members(folder, folder.name)):
+            out.write(block)
 
 
 # --- A whole version ---------------------------------------------------------------------------------------

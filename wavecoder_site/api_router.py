@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from curation import api as curation_api
 from curation import principle_api
+from training import api as training_api
 
 router = DefaultRouter()
 router.register("samples", curation_api.CodeSampleViewSet, basename="sample")
@@ -16,5 +17,7 @@ router.register("analytics", principle_api.AnalyticsViewSet, basename="analytics
 router.register("pool-examples", principle_api.PoolExampleViewSet, basename="pool-example")
 router.register("refinement-runs", principle_api.RefinementRunViewSet, basename="refinement-run")
 router.register("rejudge-jobs", principle_api.RejudgeJobViewSet, basename="rejudge-job")
+router.register("dataset-versions", training_api.DatasetVersionViewSet, basename="dataset-version")
+router.register("benchmarks", training_api.BenchmarkViewSet, basename="benchmark")
 
 urlpatterns = router.urls

@@ -11,5 +11,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include(api_router.urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("datasets/", include("training.urls")),
     path("", include("curation.urls")),
 ]

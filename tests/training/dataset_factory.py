@@ -3,6 +3,8 @@ real HumanEval solutions to plant among them."""
 
 from __future__ import annotations
 
+import pytest
+
 from curation import review
 from curation.models import GenerationJob, Instance
 from tests.review.factory import make_instance, make_job
@@ -71,3 +73,29 @@ def humaneval_leaks() -> dict[str, str]:
 
 
 LEAK_ITEMS = {"verbatim": "HumanEval/0", "renamed": "HumanEval/12", "renamed_reformatted": "HumanEval/20"}
+
+
+# --- Fixtures for the API and page tests (imported by name into their modules) ---------------------------
+
+
+@pytest.fixture
+def queued_builds(monkeypatch) -> list[int]:
+    """Version builds queued during the test, recorded instead of sent to a broker."""
+    from training import tasks
+
+    calls: list[int] = []
+    monkeypatch.setattr(tasks.build_dataset_version, "delay", calls.append)
+    return calls
+
+
+@pytest.fixture
+def built_version(reviewer):
+    """A built version: the six clean instances, and a renamed HumanEval/12 solution it left out."""
+    from training.datasets import build_version, create_version
+    from training.models import DatasetVersion
+
+    make_clean(reviewer)
+    make_accepted(reviewer, instruction="Write a Python function.", output=humaneval_leaks()["renamed"])
+    version = build_version(create_version(name="<b>bold</b> name", use_embeddings=False).pk)
+    assert version.status == DatasetVersion.Status.SUCCEEDED, version.error
+    return version
