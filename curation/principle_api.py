@@ -19,6 +19,22 @@ def _bad_request(exc: Exception):
     return serializers.ValidationError({"detail": str(exc)})
 
 
+class _StartViaLaunch(mixins.CreateModelMixin):
+    """POST creates the row through `start` (a curation.launch function) so that it is queued, and
+    answers 400 with the reason when the request cannot be started."""
+
+    start = None
+
+    def create(self, request, *args, **kwargs):
+        params = self.get_serializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            row = type(self).start(user=request.user, **params.validated_data)
+        except refinement.RefinementError as exc:
+            raise _bad_request(exc) from exc
+        return Response(self.get_serializer(row).data, status=status.HTTP_201_CREATED)
+
+
 class AnalyticsViewSet(viewsets.ViewSet):
     """Discriminator-vs-human agreement per task: confusion matrix, kappa, per-rule precision and
     recall as predictors of rejection, false rejections/acceptances per rule with cases, trend per
@@ -171,22 +187,14 @@ class RefinementRunSerializer(serializers.ModelSerializer):
         }
 
 
-class RefinementRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class RefinementRunViewSet(_StartViaLaunch, viewsets.ReadOnlyModelViewSet):
     """Refinement runs. POST to start one for a task (the LLM proposes); then POST `edit/` (rules),
     `check/` (held-out check), `adopt/` or `discard/`."""
 
     queryset = RefinementRun.objects.select_related("task", "base_version", "proposed_version")
     serializer_class = RefinementRunSerializer
     permission_classes = [IsCurator]
-
-    def create(self, request, *args, **kwargs):
-        params = self.get_serializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        try:
-            run = launch.start_refinement(user=request.user, **params.validated_data)
-        except refinement.RefinementError as exc:
-            raise _bad_request(exc) from exc
-        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+    start = staticmethod(launch.start_refinement)
 
     def _do(self, fn, *args) -> Response:
         try:
@@ -229,22 +237,14 @@ class RejudgeJobSerializer(serializers.ModelSerializer):
         extra_kwargs = {"model": {"required": False}, "concurrency": {"required": False}}
 
 
-class RejudgeJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class RejudgeJobViewSet(_StartViaLaunch, viewsets.ReadOnlyModelViewSet):
     """Re-run the discriminator on unreviewed instances with each task's current principles; POST
     `cancel/` to stop one."""
 
     queryset = RejudgeJob.objects.all()
     serializer_class = RejudgeJobSerializer
     permission_classes = [IsCurator]
-
-    def create(self, request, *args, **kwargs):
-        params = self.get_serializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        try:
-            job = launch.start_rejudge(user=request.user, **params.validated_data)
-        except refinement.RefinementError as exc:
-            raise _bad_request(exc) from exc
-        return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
+    start = staticmethod(launch.start_rejudge)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
