@@ -186,3 +186,137 @@ class DatasetExclusion(models.Model):
 
     def __str__(self) -> str:
         return f"instance {self.instance_id} left out of dataset version #{self.version_id}: {self.reason}"
+
+
+class TrainingRun(Job):
+    """A fine-tuning run of a base model on a dataset version (WaveCoder's recipe by default), trained by
+    `training.runs.run_training` on a `gpu` worker in a subprocess; its folder is `output_dir`.
+
+    The hyperparameters mirror `training.finetune.TrainConfig` (`train_config()` builds one); the `last_*`
+    fields copy the newest step from metrics.jsonl so lists and the dashboard need no file reads."""
+
+    class Method(models.TextChoices):
+        FULL = "full", "Full fine-tune"
+        LORA = "lora", "LoRA (peft)"
+
+    class Precision(models.TextChoices):
+        AUTO = "auto", "bf16 where the hardware has it"
+        ON = "on", "bf16"
+        OFF = "off", "float32"
+
+    class Strategy(models.TextChoices):
+        SINGLE = "single", "One process"
+        DDP = "ddp", "DDP (data parallel)"
+        FSDP = "fsdp", "FSDP full shard"
+
+    # The version a run used can always be found again: it cannot be deleted while runs refer to it.
+    dataset_version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="training_runs"
+    )
+    base_model = models.CharField(max_length=1000, help_text="A registered model name or a local folder.")
+    method = models.CharField(max_length=8, choices=Method.choices, default=Method.FULL)
+
+    learning_rate = models.FloatField(default=5e-5)
+    num_epochs = models.FloatField(default=3.0)
+    max_steps = models.PositiveIntegerField(null=True, blank=True, help_text="Overrides the epochs.")
+    max_length = models.PositiveIntegerField(default=2048)
+    warmup_steps = models.PositiveIntegerField(default=15)
+    lr_scheduler = models.CharField(max_length=32, default="linear")
+    global_batch_size = models.PositiveIntegerField(default=512)
+    per_device_batch_size = models.PositiveIntegerField(default=4)
+    bf16 = models.CharField(max_length=4, choices=Precision.choices, default=Precision.AUTO)
+    packing = models.BooleanField(default=False)
+    gradient_checkpointing = models.BooleanField(default=True)
+    seed = models.IntegerField(default=42)
+    save_steps = models.PositiveIntegerField(default=25)
+    lora_r = models.PositiveIntegerField(null=True, blank=True)
+    lora_alpha = models.FloatField(null=True, blank=True)
+    lora_dropout = models.FloatField(null=True, blank=True)
+    num_processes = models.PositiveSmallIntegerField(default=1)
+    strategy = models.CharField(max_length=8, choices=Strategy.choices, default=Strategy.SINGLE)
+
+    output_dir = models.CharField(max_length=1000, blank=True)
+
+    # The newest step, copied from metrics.jsonl while the run goes on.
+    last_step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    last_epoch = models.FloatField(null=True, blank=True)
+    first_loss = models.FloatField(null=True, blank=True)
+    last_loss = models.FloatField(null=True, blank=True)
+    last_lr = models.FloatField(null=True, blank=True)
+    tokens_per_s = models.FloatField(null=True, blank=True)
+    eta_s = models.FloatField(null=True, blank=True)
+
+    # Who trains it: a run whose heartbeat is stale lost its worker and may be resumed.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker_host = models.CharField(max_length=255, blank=True)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    process_pid = models.PositiveIntegerField(null=True, blank=True, help_text="The training subprocess.")
+    cancel_requested = models.BooleanField(default=False)
+    resumed_count = models.PositiveIntegerField(default=0)
+    resumed_from_step = models.PositiveIntegerField(null=True, blank=True)
+
+    final_model_path = models.CharField(max_length=1000, blank=True)
+    # invalid_config, data, model, out_of_memory, failed, crashed, interrupted (see training.runs)
+    error_kind = models.CharField(max_length=32, blank=True)
+    result = models.JSONField(default=dict, blank=True, help_text="result.json of the last attempt.")
+
+    class Meta(Job.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"Training run #{self.pk} · {self.base_model} on {self.dataset_version.label}"
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else settings.ARTIFACTS_DIR / "runs" / str(self.pk)
+
+    @property
+    def step_percent(self) -> int:
+        return min(100, round(100 * self.last_step / self.total_steps)) if self.total_steps else 0
+
+
+class EvaluationRun(Job):
+    """HumanEval pass@k of one model (a registered name, a folder, or a training run's final model),
+    computed by `training.runs.run_evaluation` on a `gpu` worker; generated code runs in the sandbox.
+
+    A comparison is two runs made together: the tuned model's run has `compare_with` set to its base's."""
+
+    class Benchmark(models.TextChoices):
+        HUMANEVAL = "humaneval", "HumanEval"
+
+    class Role(models.TextChoices):
+        SINGLE = "", "Single model"
+        BASE = "base", "Base"
+        TUNED = "tuned", "Tuned"
+
+    model = models.CharField(max_length=1000, help_text="A registered model name or a local folder.")
+    label = models.CharField(max_length=200, blank=True)
+    training_run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluation_runs"
+    )
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.SINGLE, blank=True)
+    compare_with = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="compared_by"
+    )
+    benchmark = models.CharField(max_length=16, choices=Benchmark.choices, default=Benchmark.HUMANEVAL)
+    limit = models.PositiveIntegerField(null=True, blank=True, help_text="The first N problems; empty: all.")
+    task_ids = models.JSONField(default=list, blank=True)
+    n = models.PositiveSmallIntegerField(default=1, help_text="Samples per problem; 1 is greedy.")
+    prompt_style = models.CharField(max_length=16, default="completion")
+    max_new_tokens = models.PositiveIntegerField(default=512)
+
+    pass_at_1 = models.FloatField(null=True, blank=True)
+    pass_at_k = models.JSONField(default=dict, blank=True)
+    # ModelEvaluation.to_dict(): settings, per-problem completions and outcomes, timings
+    results = models.JSONField(default=dict, blank=True)
+
+    class Meta(Job.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"Evaluation #{self.pk} · {self.label or self.model}"
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model
