@@ -15,8 +15,8 @@ examples of each kind per prompt (default 2):
 4. Balanced across languages: the slots go round-robin over languages, the prompt's own first.
 5. Diverse: within a language, of its few most favoured candidates (most recent, best origin left)
    the one least similar to the examples already chosen is taken (cosine distance of hashed token
-   counts: a model-free embedding cheap enough for every prompt). The first pick is drawn, seeded by the instance,
-   from the favoured few, so prompts do not all share one example.
+   counts: a model-free embedding cheap enough for every prompt). The first pick is drawn, seeded by
+   the instance, from the favoured few, so prompts do not all share one example.
 """
 
 from __future__ import annotations

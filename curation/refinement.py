@@ -392,7 +392,7 @@ def discard(run: RefinementRun, *, user=None) -> RefinementRun:
 @transaction.atomic
 def prepare_check(run: RefinementRun, *, user=None) -> RefinementRun:
     """Freeze the proposal as a (not adopted) principle version and mark the run `checking`."""
-    run = RefinementRun.objects.select_for_update().select_related("task").get(pk=run.pk)
+    run = RefinementRun.objects.select_for_update(of=("self",)).select_related("task").get(pk=run.pk)
     if run.stage not in (Stage.PROPOSED, Stage.CHECKED):
         raise RefinementError(f"Only a proposal can be checked (this run is {run.get_stage_display()}).")
     if not run.proposed_rules:
@@ -576,7 +576,11 @@ def check(run_id: int, *, client: llm.LLMClient | None = None, on_progress=None)
 @transaction.atomic
 def adopt(run: RefinementRun, *, user=None) -> PrincipleVersion:
     """Make a checked proposal the task's current principles."""
-    run = RefinementRun.objects.select_for_update().select_related("task", "proposed_version").get(pk=run.pk)
+    run = (
+        RefinementRun.objects.select_for_update(of=("self",))
+        .select_related("task", "proposed_version")
+        .get(pk=run.pk)
+    )
     if run.stage != Stage.CHECKED or run.proposed_version is None:
         raise RefinementError(
             "Only a checked proposal can be adopted: run the held-out check first"
