@@ -11,3 +11,28 @@ from training import datasets
 def build_dataset_version(version_id: int) -> None:
     """Build one DatasetVersion (a redelivered task finds it finished and does nothing)."""
     datasets.build_version(version_id)
+
+
+# The `gpu` queue (the project's route for training.tasks.*). acks_late + reject_on_worker_lost: a worker
+# that dies mid-run leaves the message to another worker, which re-claims the run once its heartbeat is
+# stale and resumes it from the newest checkpoint. A week's time limit: runs take hours to days.
+@shared_task(
+    name="training.tasks.run_training",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=7 * 24 * 3600,
+    time_limit=7 * 24 * 3600 + 600,
+)
+def run_training(run_id: int) -> None:
+    """Train one TrainingRun in a subprocess, following its progress into the row."""
+    from training import runs
+
+    runs.run_training(run_id)
+
+
+@shared_task(name="training.tasks.run_evaluation", acks_late=True, reject_on_worker_lost=True)
+def run_evaluation(evaluation_id: int) -> None:
+    """HumanEval of one model; the generated code runs only in the sandbox."""
+    from training import runs
+
+    runs.run_evaluation(evaluation_id)
