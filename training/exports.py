@@ -48,7 +48,9 @@ PARQUET_SCHEMA = pa.schema(
     ]
 )
 HF_FOLDER = "hf_dataset"
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+# The standard library's C string encoder, as json.dumps(..., ensure_ascii=False) uses it: the objects
+# around the strings are fixed, so they are written as text rather than built as dicts and encoded.
+_STR = json.encoder.encode_basestring
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class _TextWriter:
         self.rows = 0
 
     def _put(self, text: str) -> None:
-        data = text.encode("utf-8")
+        data = text.encode("utf-8", "replace")  # a lone surrogate (from a JSON escape) becomes "?"
         self.sha.update(data)
         self.file.write(data)
 
@@ -139,7 +141,9 @@ class AlpacaWriter(_TextWriter):
 
     def write(self, rows: Sequence[Row]) -> None:
         if rows:
-            objects = (_ENCODE({"instruction": r[0], "input": r[1], "output": r[2]}) for r in rows)
+            objects = (
+                f'{{"instruction":{_STR(r[0])},"input":{_STR(r[1])},"output":{_STR(r[2])}}}' for r in rows
+            )
             self._put(("\n" if not self.rows else ",\n") + ",\n".join(objects))
             self.rows += len(rows)
 
@@ -155,14 +159,8 @@ class MessagesWriter(_TextWriter):
     def write(self, rows: Sequence[Row]) -> None:
         if rows:
             lines = (
-                _ENCODE(
-                    {
-                        "messages": [
-                            {"role": "user", "content": user_message(r[0], r[1])},
-                            {"role": "assistant", "content": r[2]},
-                        ]
-                    }
-                )
+                f'{{"messages":[{{"role":"user","content":{_STR(user_message(r[0], r[1]))}}},'
+                f'{{"role":"assistant","content":{_STR(r[2])}}}]}}'
                 for r in rows
             )
             self._put("\n".join(lines) + "\n")

@@ -186,3 +186,11 @@ def test_a_subset_of_formats_goes_to_any_folder(version, tmp_path):
     with pytest.raises(ValueError, match="Unknown export format csv"):
         export_version(version, tmp_path / "bad", formats=["csv"])
     assert set(FORMATS) == {"alpaca", "messages", "parquet", "hf", "card"}
+
+
+def test_a_lone_surrogate_is_replaced_not_fatal(tmp_path):
+    writer = MessagesWriter(tmp_path / "m.jsonl")
+    writer.write([("Odd \ud800 text", "", "fine", "generation", "python", 1)])
+    writer.close()
+    [line] = (tmp_path / "m.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["messages"][0]["content"] == "Odd ? text"
