@@ -15,6 +15,20 @@ from django.utils.safestring import SafeString, mark_safe
 SERIES_CLASSES = ("s0", "s1", "s2")
 
 
+def _svg_open(css_class: str, width: int, height: int, title: str) -> SafeString:
+    return format_html(
+        '<svg class="{}" role="img" viewBox="0 0 {} {}" width="{}" height="{}" aria-label="{}">'
+        "<title>{}</title>",
+        css_class,
+        width,
+        height,
+        width,
+        height,
+        title,
+        title,
+    )
+
+
 @dataclass
 class Group:
     label: str
@@ -38,18 +52,7 @@ def grouped_bars(
     group_width = bar * len(series) + gap
     width = left + group_width * len(groups) + gap
     plot = height - top - bottom
-    parts = [
-        format_html(
-            '<svg class="chart" role="img" viewBox="0 0 {} {}" width="{}" height="{}" aria-label="{}">'
-            "<title>{}</title>",
-            width,
-            height,
-            width,
-            height,
-            title,
-            title,
-        )
-    ]
+    parts = [_svg_open("chart", width, height, title)]
     for tick in (0, 0.5, 1):
         y = top + plot * (1 - tick)
         parts.append(
@@ -110,3 +113,75 @@ def grouped_bars(
     return format_html(
         '<figure class="chart">{}<figcaption>{}</figcaption></figure>', mark_safe("".join(parts)), legend
     )
+
+
+def line_chart(
+    points: Sequence[tuple[float, float]],
+    *,
+    title: str,
+    x_label: str = "step",
+    y_label: str = "loss",
+    width: int = 560,
+    height: int = 220,
+) -> SafeString:
+    """One series as a polyline on linear axes (the y axis fitted to the values), with the first and last
+    x and the lowest and highest y as ticks; a single point is drawn as a dot."""
+    if not points:
+        return format_html('<p class="muted">{}</p>', "No data yet.")
+    left, right, top, bottom = 52, 12, 14, 34
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x_min, x_max, y_min, y_max = min(xs), max(xs), min(ys), max(ys)
+    x_span, y_span = (x_max - x_min) or 1, (y_max - y_min) or 1
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return round(left + plot_w * (x - x_min) / x_span, 1), round(
+            top + plot_h * (1 - (y - y_min) / y_span), 1
+        )
+
+    coords = " ".join(f"{x},{y}" for x, y in (at(*p) for p in points))
+    parts = [_svg_open("chart line", width, height, title)]
+    for value in {y_min, y_max}:
+        y = at(x_min, value)[1]
+        parts.append(
+            format_html(
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+                '<text class="tick" x="{}" y="{}" text-anchor="end">{}</text>',
+                left,
+                width - right,
+                y,
+                y,
+                left - 4,
+                y + 4,
+                f"{value:.3g}",
+            )
+        )
+    for value in {x_min, x_max}:
+        x = at(value, y_min)[0]
+        parts.append(
+            format_html(
+                '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
+                x,
+                height - bottom + 14,
+                f"{value:g}",
+            )
+        )
+    parts.append(
+        format_html(
+            '<text class="label" x="{}" y="{}" text-anchor="middle">{}</text>'
+            '<text class="label" x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle">{}</text>',
+            left + plot_w / 2,
+            height - 6,
+            x_label,
+            top + plot_h / 2,
+            top + plot_h / 2,
+            y_label,
+        )
+    )
+    if len(points) == 1:
+        x, y = at(*points[0])
+        parts.append(format_html('<circle class="s0" cx="{}" cy="{}" r="3"/>', x, y))
+    else:
+        parts.append(format_html('<polyline class="series s0" fill="none" points="{}"/>', coords))
+    parts.append("</svg>")
+    return format_html('<figure class="chart">{}</figure>', mark_safe("".join(parts)))

@@ -46,6 +46,18 @@ def _active_jobs() -> list[dict]:
         job.progress_done = generation.job_counts(job).finished
         label = f"Generation #{job.pk} · {', '.join(job.tasks)}" + (" (paused)" if job.paused else "")
         jobs.append({"job": job, "label": label, "url": reverse("generation-detail", args=[job.pk])})
+    from training.models import EvaluationRun, TrainingRun  # the training app builds on this one
+
+    for run in TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE):
+        label = f"Training #{run.pk} · {run.base_model}" + (
+            f" · loss {run.last_loss:.4f}" if run.last_loss is not None else ""
+        )
+        jobs.append({"job": run, "label": label, "url": reverse("training-run-detail", args=[run.pk])})
+    for evaluation in EvaluationRun.objects.filter(status__in=EvaluationRun.ACTIVE):
+        label = f"Evaluation #{evaluation.pk} · {evaluation.name}"
+        jobs.append(
+            {"job": evaluation, "label": label, "url": reverse("evaluation-detail", args=[evaluation.pk])}
+        )
     return jobs
 
 

@@ -548,6 +548,11 @@ def create_comparison(run: TrainingRun, *, user=None, **params: Any) -> tuple[Ev
     tuned one points at the base one (`compare_with`). Not queued; raises RunError."""
     if run.status != TrainingRun.Status.SUCCEEDED or not run.final_model_path:
         raise RunError(f"run #{run.pk} has no final model yet ({run.get_status_display().lower()})")
+    with transaction.atomic():  # both or neither
+        return _create_pair(run, user=user, **params)
+
+
+def _create_pair(run: TrainingRun, *, user, **params: Any) -> tuple[EvaluationRun, EvaluationRun]:
     base = create_evaluation(
         model=run.base_model,
         label=f"base of run #{run.pk}",

@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 from curation import api as curation_api
 from curation import principle_api
 from training import api as training_api
+from training import run_api
 
 router = DefaultRouter()
 router.register("samples", curation_api.CodeSampleViewSet, basename="sample")
@@ -19,5 +20,7 @@ router.register("refinement-runs", principle_api.RefinementRunViewSet, basename=
 router.register("rejudge-jobs", principle_api.RejudgeJobViewSet, basename="rejudge-job")
 router.register("dataset-versions", training_api.DatasetVersionViewSet, basename="dataset-version")
 router.register("benchmarks", training_api.BenchmarkViewSet, basename="benchmark")
+router.register("training-runs", run_api.TrainingRunViewSet, basename="training-run")
+router.register("evaluation-runs", run_api.EvaluationRunViewSet, basename="evaluation-run")
 
 urlpatterns = router.urls

@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/", include(api_router.urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("datasets/", include("training.urls")),
+    path("training/", include("training.run_urls")),
     path("", include("curation.urls")),
 ]
