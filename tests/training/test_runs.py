@@ -181,3 +181,62 @@ def test_an_evaluation_scores_a_model_in_the_sandbox(tiny_model, artifacts):
 def test_an_evaluation_of_a_missing_model_is_refused():
     with pytest.raises(runs.RunError, match="no model at"):
         runs.create_evaluation(model="/no/such/model")
+
+
+# --- Commands ------------------------------------------------------------------------------------------
+
+
+def test_train_command_runs_here_with_a_progress_bar(built_version, tiny_model, artifacts):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    args = [
+        "--dataset-version",
+        str(built_version.number),
+        "--base-model",
+        str(tiny_model),
+        "--max-steps",
+        "2",
+    ]
+    args += [
+        "--global-batch-size",
+        "2",
+        "--per-device-batch-size",
+        "2",
+        "--max-length",
+        "256",
+        "--bf16",
+        "off",
+    ]
+    call_command("train", *args, stdout=out)
+    text = out.getvalue()
+    assert "training" in text and "2/2" in text and "final model in" in text
+    assert TrainingRun.objects.get().status == TrainingRun.Status.SUCCEEDED
+
+
+def test_train_command_reports_every_problem(built_version, tiny_model, artifacts):
+    from django.core.management import CommandError, call_command
+
+    args = [
+        "--dataset-version",
+        str(built_version.number),
+        "--base-model",
+        str(tiny_model),
+        "--global-batch-size",
+        "3",
+    ]
+    with pytest.raises(CommandError, match="not a multiple"):
+        call_command("train", *args, "--max-length", "4096")
+
+
+def test_evaluate_command_with_a_model(tiny_model, artifacts, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("evaluate", "--model", str(tiny_model), "--limit", "1", "--max-new-tokens", "8", stdout=out)
+    assert "passed 0/1" in out.getvalue() and "pass@1: 0.0%" in out.getvalue()
+    assert EvaluationRun.objects.get().status == EvaluationRun.Status.SUCCEEDED
