@@ -9,6 +9,7 @@ import signal
 import pytest
 from django.urls import reverse
 
+from tests.training.run_factory import build_version_for_training
 from tests.training.tiny_model import build_tiny_model
 from training import finetune, runs
 from training.models import EvaluationRun, TrainingRun
@@ -16,7 +17,11 @@ from training.models import EvaluationRun, TrainingRun
 from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ["tests.training.dataset_factory"]
+
+
+@pytest.fixture
+def built_version(reviewer):
+    return build_version_for_training(reviewer)
 
 
 @pytest.fixture

@@ -10,11 +10,16 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.training.run_factory import build_version_for_training
 from training import runs
 from training.models import EvaluationRun, TrainingRun
 
 pytestmark = pytest.mark.django_db
-pytest_plugins = ["tests.training.dataset_factory"]
+
+
+@pytest.fixture
+def built_version(reviewer):
+    return build_version_for_training(reviewer)
 
 
 @pytest.fixture

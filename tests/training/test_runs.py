@@ -10,12 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.run_factory import build_version_for_training
 from tests.training.tiny_model import build_tiny_model
 from training import finetune, runs
 from training.models import DatasetVersion, EvaluationRun, TrainingRun
 
 pytestmark = pytest.mark.django_db
-pytest_plugins = ["tests.training.dataset_factory"]
+
+
+@pytest.fixture
+def built_version(reviewer):
+    return build_version_for_training(reviewer)
+
 
 # Seconds on two cores: a high learning rate, a batch of 2, a few steps.
 TINY = {

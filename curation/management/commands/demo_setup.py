@@ -49,6 +49,7 @@ class Command(BaseCommand):
         self._select(opts["k"])
         self._offline_llm()
         self._first_generation_job()
+        self._demo_dataset()
         self.stdout.write(self.style.SUCCESS("\nDemo accounts (also in var/demo-accounts.json):"))
         for username, password in accounts.items():
             self.stdout.write(f"  {username:<10} {password}")
@@ -126,3 +127,56 @@ class Command(BaseCommand):
         )
         tasks.run_generation_job.delay(job.pk)
         self.stdout.write(f"Queued generation job #{job.pk}: {job.progress_total} instances for the worker")
+
+    def _demo_dataset(self) -> None:
+        """A small built dataset version to fine-tune on at once (Training → CPU demo preset): a few dozen
+        short Python instances, imported and accepted by the demo admin, decontaminated against HumanEval."""
+        from curation import imports, review
+        from training.datasets import build_version, create_version
+        from training.models import DatasetVersion
+
+        if DatasetVersion.objects.filter(status=DatasetVersion.Status.SUCCEEDED).exists():
+            return
+        catalog.ensure_catalog()
+        path = settings.VAR_DIR / "demo-instructions.json"
+        path.write_text(json.dumps(_demo_records(), indent=1))
+        job = imports.import_instances(
+            path, name="demo-instructions.json", task="generation", language="python"
+        )
+        admin = get_user_model().objects.get(username="admin")
+        for instance in job.instances.all():
+            review.accept(instance, admin, expected_version=None)
+        version = build_version(create_version(name="Demo (CPU fine-tuning)", use_embeddings=False).pk)
+        self.stdout.write(
+            f"Built dataset {version.label} for the fine-tuning demo: {version.item_count} instances"
+        )
+
+
+def _demo_records() -> list[dict[str, str]]:
+    """Short, regular instruction/solution pairs that SmolLM2 visibly learns in a few CPU steps."""
+    operations = [
+        ("adds", "a + b"),
+        ("subtracts b from", "a - b"),
+        ("multiplies", "a * b"),
+        ("returns the larger of", "max(a, b)"),
+        ("returns the smaller of", "min(a, b)"),
+        ("returns the average of", "(a + b) / 2"),
+    ]
+    shapes = [
+        ("two integers", "int"),
+        ("two floats", "float"),
+        ("two numbers", "float"),
+        ("two counts", "int"),
+    ]
+    records = []
+    for verb, expression in operations:
+        for noun, kind in shapes:
+            name = verb.split()[0] + "_" + noun.split()[1]
+            records.append(
+                {
+                    "instruction": f"Write a Python function that {verb} {noun}.",
+                    "input": "",
+                    "output": f"def {name}(a: {kind}, b: {kind}) -> {kind}:\n    return {expression}\n",
+                }
+            )
+    return records
