@@ -3,8 +3,6 @@ real HumanEval solutions to plant among them."""
 
 from __future__ import annotations
 
-import pytest
-
 from curation import review
 from curation.models import GenerationJob, Instance
 from tests.review.factory import make_instance, make_job
@@ -75,12 +73,11 @@ def humaneval_leaks() -> dict[str, str]:
 LEAK_ITEMS = {"verbatim": "HumanEval/0", "renamed": "HumanEval/12", "renamed_reformatted": "HumanEval/20"}
 
 
-# --- Fixtures for the API and page tests (imported by name into their modules) ---------------------------
+# --- What the API and page tests start from --------------------------------------------------------------
 
 
-@pytest.fixture
-def queued_builds(monkeypatch) -> list[int]:
-    """Version builds queued during the test, recorded instead of sent to a broker."""
+def record_builds(monkeypatch) -> list[int]:
+    """Version builds queued from now on, recorded instead of sent to a broker."""
     from training import tasks
 
     calls: list[int] = []
@@ -88,8 +85,7 @@ def queued_builds(monkeypatch) -> list[int]:
     return calls
 
 
-@pytest.fixture
-def built_version(reviewer):
+def make_built_version(reviewer):
     """A built version: the six clean instances, and a renamed HumanEval/12 solution it left out."""
     from training.datasets import build_version, create_version
     from training.models import DatasetVersion
