@@ -10,21 +10,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.training.dataset_factory import make_built_version, record_builds
 from training.datasets import create_version
 from training.models import Benchmark, DatasetVersion
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def queued_builds(monkeypatch) -> list[int]:
-    return record_builds(monkeypatch)
-
-
-@pytest.fixture
-def built_version(reviewer) -> DatasetVersion:
-    return make_built_version(reviewer)
 
 
 @pytest.fixture

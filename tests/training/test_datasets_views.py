@@ -11,21 +11,11 @@ from django.test import Client
 from django.urls import reverse
 
 from curation.models import GenerationJob, Instance
-from tests.training.dataset_factory import make_built_version, make_clean, record_builds
+from tests.training.dataset_factory import make_clean
 from training.datasets import build_version, create_version
 from training.models import Benchmark, DatasetVersion
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def queued_builds(monkeypatch) -> list[int]:
-    return record_builds(monkeypatch)
-
-
-@pytest.fixture
-def built_version(reviewer) -> DatasetVersion:
-    return make_built_version(reviewer)
 
 
 PAGES = ["dataset-list", "dataset-new", "benchmark-list", "import-new"]
