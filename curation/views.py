@@ -10,7 +10,17 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from . import catalog, generation, launch
 from .forms import GenerationJobForm, IngestForm, PrinciplesForm, PromptVersionForm, SelectionForm
-from .models import CodeSample, CodeSource, CodeTask, GenerationJob, IngestRun, Instance, SelectionRun
+from .models import (
+    CodeSample,
+    CodeSource,
+    CodeTask,
+    GenerationJob,
+    IngestRun,
+    Instance,
+    RefinementRun,
+    RejudgeJob,
+    SelectionRun,
+)
 from .roles import CURATOR, REVIEWER, has_role, role_required
 
 
@@ -46,7 +56,22 @@ def _active_jobs() -> list[dict]:
         job.progress_done = generation.job_counts(job).finished
         label = f"Generation #{job.pk} · {', '.join(job.tasks)}" + (" (paused)" if job.paused else "")
         jobs.append({"job": job, "label": label, "url": reverse("generation-detail", args=[job.pk])})
-    from training.models import EvaluationRun, TrainingRun  # the training app builds on this one
+    for run in RefinementRun.objects.filter(status__in=RefinementRun.ACTIVE).select_related("task"):
+        label = f"Refinement #{run.pk} · {run.task.name} · {run.get_stage_display().lower()}"
+        jobs.append({"job": run, "label": label, "url": reverse("refinement-detail", args=[run.pk])})
+    for job in RejudgeJob.objects.filter(status__in=RejudgeJob.ACTIVE):
+        label = f"Re-judging #{job.pk} · {', '.join(job.tasks) or 'all tasks'}"
+        jobs.append({"job": job, "label": label, "url": reverse("rejudge-detail", args=[job.pk])})
+    from training.models import DatasetVersion, EvaluationRun, TrainingRun  # training builds on curation
+
+    for version in DatasetVersion.objects.filter(status__in=DatasetVersion.ACTIVE):
+        jobs.append(
+            {
+                "job": version,
+                "label": f"Dataset {version.label}",
+                "url": reverse("dataset-detail", args=[version.number]),
+            }
+        )
 
     for run in TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE):
         label = f"Training #{run.pk} · {run.base_model}" + (

@@ -153,3 +153,16 @@ def test_rejudge_form_and_cancel(decided, curator_client, reviewer):
     curator_client.post(reverse("rejudge-cancel", args=[created.pk]))
     created.refresh_from_db()
     assert created.status == RejudgeJob.Status.CANCELLED
+
+
+def test_dashboard_lists_running_refinement_and_rejudging(decided, curator_client):
+    task = CodeTask.objects.get(slug="generation")
+    run = RefinementRun.objects.create(task=task, base_version=task.current_principles, model="m")
+    job = RejudgeJob.objects.create(model="m", tasks=["generation"])
+    from training.datasets import create_version
+
+    version = create_version(name="queued")
+    page = curator_client.get(reverse("dashboard")).content.decode()
+    assert reverse("dataset-detail", args=[version.number]) in page
+    assert reverse("refinement-detail", args=[run.pk]) in page
+    assert reverse("rejudge-detail", args=[job.pk]) in page
