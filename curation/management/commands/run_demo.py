@@ -43,7 +43,10 @@ class Command(BaseCommand):
         elif settings.OPENAI_BASE_URL:
             self.stdout.write(f"LLM endpoint: {settings.OPENAI_BASE_URL}")
         else:
-            self.stdout.write("Offline LLM: SmolLM2-135M in-process with transformers")
+            reason = llm.llama_unavailable_reason()
+            self.stdout.write(
+                "Offline LLM: SmolLM2-135M in-process with transformers" + (f" ({reason})" if reason else "")
+            )
         procs.append(
             subprocess.Popen(
                 [
