@@ -339,7 +339,7 @@ class _Drain:
         now = time.monotonic()
         cached = self._examples.get(key)
         if cached is None or now - cached[0] > self.EXAMPLES_TTL:
-            cached = (now, await self.db(_examples, row, self.job.few_shot))
+            cached = (now, await self.db(pools.examples_for, row, self.job.few_shot))
             self._examples[key] = cached
         return cached[1]
 
@@ -503,13 +503,6 @@ def execute_instance(row: Instance) -> tuple[str, str]:
         return "passed", (result.stdout or "")[-2000:]
     status = "timeout" if result.timed_out else "failed"
     return status, (result.reason + "\n" + (result.stderr or ""))[-2000:]
-
-
-def _examples(row: Instance, k: int) -> tuple[list[PoolExample], list[PoolExample]]:
-    return (
-        pools.few_shot(row.task, PoolExample.Kind.GOOD, k, language=row.language, seed=row.pk),
-        pools.few_shot(row.task, PoolExample.Kind.BAD, k, language=row.language, seed=row.pk),
-    )
 
 
 def _record_calls(job: GenerationJob, calls: list[LLMCall]) -> None:

@@ -25,7 +25,6 @@ import random
 from collections import defaultdict
 
 import numpy as np
-from django.db import transaction
 from django.db.models import Count
 from sklearn.feature_extraction.text import HashingVectorizer
 
@@ -95,6 +94,16 @@ def few_shot(
     return chosen
 
 
+def examples_for(
+    row: Instance, k: int, *, exclude_instances: frozenset[int] | set[int] = frozenset()
+) -> tuple[list[PoolExample], list[PoolExample]]:
+    """(good, bad) examples for one instance's prompt, k of each, by the policy above."""
+    return tuple(
+        few_shot(row.task, kind, k, language=row.language, seed=row.pk, exclude_instances=exclude_instances)
+        for kind in (PoolExample.Kind.GOOD, PoolExample.Kind.BAD)
+    )
+
+
 def add_judged(instance: Instance, verdict: Verdict, failed_rules: list[str] = ()) -> PoolExample:
     """Put a judged instance in its task's good pool (passed) or bad pool (failed, with the reasons:
     `failed_rules` as "rule_id: reason" strings, else the verdict's overall reasons)."""
@@ -142,7 +151,6 @@ def set_pinned(example: PoolExample, pinned: bool) -> PoolExample:
     return example
 
 
-@transaction.atomic
 def set_removed(example: PoolExample, removed: bool) -> PoolExample:
     """Take an example out of its pool, or put it back. A removed example is also unpinned."""
     example.removed = removed

@@ -42,7 +42,6 @@ from .models import (
     CodeTask,
     Instance,
     LLMCall,
-    PoolExample,
     PrincipleVersion,
     ProgressReporter,
     RefinementRun,
@@ -468,12 +467,7 @@ def judge_all(
     for row, principles in jobs:
         key = (row.task_id, row.language)
         if key not in examples:
-            examples[key] = tuple(
-                pools.few_shot(
-                    row.task, kind, settings.FEW_SHOT, language=row.language, exclude_instances=excluded
-                )
-                for kind in (PoolExample.Kind.GOOD, PoolExample.Kind.BAD)
-            )
+            examples[key] = pools.examples_for(row, settings.FEW_SHOT, exclude_instances=excluded)
         prepared.append((row, principles, *examples[key]))
 
     async def run_all() -> list[Judged]:

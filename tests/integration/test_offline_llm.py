@@ -13,14 +13,14 @@ from curation import llm
 from curation.models import GenerationJob, Instance, LLMCall
 from tests.curation.pipeline_factory import make_selection
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not llm.llama_server_available(), reason=llm.llama_unavailable_reason() or "?"),
-]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def llama_server(tmp_path):
+    # Checked here, not at collection: the check runs the engine once in a child process.
+    if not llm.llama_server_available():
+        pytest.skip(llm.llama_unavailable_reason())
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
