@@ -317,23 +317,23 @@ def _json_array(data: bytes, parsed: ParsedFile) -> Iterator[tuple[int, Any]]:
     position = text.index("[") + 1
     space = re.compile(r"\s*")
     expect_value = True
+    line, counted = 1, 0  # the line `position` is on, counted incrementally (not from the start each time)
     while True:
         position = space.match(text, position).end()
+        line, counted = line + text.count("\n", counted, position), position
         if position >= len(text):
-            parsed.error(text.count("\n") + 1, "invalid JSON: the array is not closed with ]")
+            parsed.error(line, "invalid JSON: the array is not closed with ]")
             return
         if text[position] == "]" and (expect_value is False or parsed.read == 0):
             if space.match(text, position + 1).end() != len(text):
-                parsed.error(text.count("\n", 0, position) + 1, "invalid JSON: text after the closing ]")
+                parsed.error(line, "invalid JSON: text after the closing ]")
             return
         if not expect_value:
             if text[position] != ",":
-                line = text.count("\n", 0, position) + 1
                 parsed.error(line, "invalid JSON: expected , or ] between records; the rest was not read")
                 return
             position, expect_value = position + 1, True
             continue
-        line = text.count("\n", 0, position) + 1
         try:
             value, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
