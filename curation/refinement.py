@@ -290,6 +290,20 @@ def _unknown_task(slug: str):
     raise RefinementError(f"No task {slug!r}; tasks are {', '.join(CodeTask.Slug.values)}.")
 
 
+def _call_row(model: str, instance: Instance | None, completion: llm.Completion | None, error: str = ""):
+    """An (unsaved) LLMCall row: every discriminator-side call is counted, like the generation job's."""
+    return LLMCall(
+        role=LLMCall.Role.DISCRIMINATOR,
+        model=model,
+        instance=instance,
+        error=error,
+        prompt_tokens=completion.prompt_tokens if completion else 0,
+        completion_tokens=completion.completion_tokens if completion else 0,
+        latency_s=completion.latency_s if completion else 0,
+        attempts=completion.attempts if completion else 0,
+    )
+
+
 def _fail_run(run: RefinementRun, message: str) -> None:
     run.stage = Stage.FAILED
     run.save(update_fields=["stage"])
@@ -318,16 +332,10 @@ def propose(run_id: int, *, client: llm.LLMClient | None = None, on_progress=Non
             max_tokens=max(settings.LLM_MAX_TOKENS, 1500),
         )
     except llm.LLMError as exc:
+        _call_row(run.model, None, None, str(exc)).save()
         _fail_run(run, f"The LLM could not be reached: {exc}")
         return run
-    LLMCall.objects.create(
-        role=LLMCall.Role.DISCRIMINATOR,
-        model=run.model,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        latency_s=completion.latency_s,
-        attempts=completion.attempts,
-    )
+    _call_row(run.model, None, completion).save()
     run.raw_response = completion.text
     try:
         rules, rationale, removed, summary = read_proposal(completion.text)
@@ -431,6 +439,7 @@ class Judged:
     reasons: str = ""
     text: str = ""
     error: str = ""
+    call: LLMCall | None = None  # the request's token record, saved by judge_all
 
 
 async def _judge(client, model: str, row: Instance, principles: PrincipleVersion, good, bad) -> Judged:
@@ -440,14 +449,18 @@ async def _judge(client, model: str, row: Instance, principles: PrincipleVersion
             messages, model=model, json_schema=schema, max_tokens=settings.LLM_MAX_TOKENS
         )
     except llm.LLMError as exc:
-        return Judged(row, None, [], error=f"LLM call failed: {exc}")
+        return Judged(
+            row, None, [], error=f"LLM call failed: {exc}", call=_call_row(model, row, None, str(exc))
+        )
+    call = _call_row(model, row, completion)
     try:
         answers, overall, reasons = discrimination.read_judgement(completion.text, principles)
     except ParseError as exc:
-        return Judged(row, None, [], text=completion.text, error=f"Discriminator output did not parse: {exc}")
+        error = f"Discriminator output did not parse: {exc}"
+        return Judged(row, None, [], text=completion.text, error=error, call=call)
     passed = all(ok for ok, _ in answers.values()) and overall is not False
     failed = [rule_id for rule_id, (ok, _) in answers.items() if not ok]
-    return Judged(row, passed, failed, answers, overall, reasons, completion.text)
+    return Judged(row, passed, failed, answers, overall, reasons, completion.text, call=call)
 
 
 def judge_all(
@@ -485,7 +498,9 @@ def judge_all(
 
         return list(await asyncio.gather(*(one(args) for args in prepared)))
 
-    return async_to_sync(run_all)()
+    results = async_to_sync(run_all)()
+    LLMCall.objects.bulk_create(r.call for r in results if r.call is not None)
+    return results
 
 
 def _metrics(results: Sequence[Judged], humans: dict[int, str]) -> Confusion:

@@ -5,7 +5,7 @@ import pytest
 
 from curation import analytics, catalog, generation, refinement, review
 from curation.llm import OpenAICompatibleClient
-from curation.models import CodeTask, Instance, PoolExample, RefinementRun, RejudgeJob, SelectionRun
+from curation.models import CodeTask, Instance, LLMCall, PoolExample, RefinementRun, RejudgeJob, SelectionRun
 from tests.fakes.openai_stub import OpenAIStub
 from tests.review.factory import make_instance, make_job, rules_of
 
@@ -97,6 +97,9 @@ def test_full_loop(reviewed, curator):
         assert results["proposed"]["agreement"] == 1.0
         assert results["current"]["agreement"] < results["proposed"]["agreement"]
         assert results["current"]["n"] == results["proposed"]["n"]
+        # Every call of the check is counted with its tokens, like a generation job's.
+        calls = LLMCall.objects.filter(instance_id__in=run.heldout_ids, role=LLMCall.Role.DISCRIMINATOR)
+        assert calls.count() == 2 * len(run.heldout_ids) and all(c.completion_tokens > 0 for c in calls)
         # The proposed rules fix both kinds of error on the held-out part.
         assert results["proposed"]["false_reject"] == results["proposed"]["false_accept"] == 0
         task.refresh_from_db()
