@@ -24,6 +24,7 @@ import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -203,17 +204,8 @@ def write_rows(
 ) -> int:
     """Feed the rows to every writer in batches of ROW_CHUNK; returns how many rows there were."""
     total = 0
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= ROW_CHUNK:
-            for writer in writers:
-                writer.write(batch)
-            total += len(batch)
-            if on_progress:
-                on_progress(len(batch))
-            batch = []
-    if batch:
+    rows = iter(rows)
+    while batch := list(islice(rows, ROW_CHUNK)):
         for writer in writers:
             writer.write(batch)
         total += len(batch)
