@@ -385,7 +385,7 @@ def read_file(
             values = _json_array(handle.read(), parsed)
         else:
             values = _json_lines(handle, parsed)
-        seen: dict[bytes, int] = {}
+        seen: set[bytes] = set()
         for line, value in values:
             try:
                 record = _record(value, line, parsed, task, language)
@@ -398,7 +398,7 @@ def read_file(
             if key in seen:
                 parsed.duplicates += 1
                 continue
-            seen[key] = line
+            seen.add(key)
             parsed.records.append(record)
     finally:
         if isinstance(source, str | Path):
