@@ -576,19 +576,33 @@ def cancel_requested(output_dir: str | Path) -> bool:
 
 
 def read_metrics(output_dir: str | Path, *, tail: int | None = None) -> list[dict[str, Any]]:
-    """The events of metrics.jsonl, oldest first (the last `tail` only); a line being written is skipped."""
+    """The events of metrics.jsonl, oldest first (the last `tail` only, read from the file's end: the worker
+    polls a file that grows for days); a line being written is skipped."""
     path = Path(output_dir) / METRICS_FILE
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = _last_lines(path, tail) if tail else path.read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
     events = []
-    for line in lines[-tail:] if tail else lines:
+    for line in lines:
         try:
             events.append(json.loads(line))
         except ValueError:
             continue
     return events
+
+
+def _last_lines(path: Path, count: int, block: int = 64 * 1024) -> list[str]:
+    """The last `count` lines of a file, reading blocks backwards from its end until there are enough."""
+    with open(path, "rb") as file:
+        position = file.seek(0, os.SEEK_END)
+        data = b""
+        while position > 0 and data.count(b"\n") <= count:
+            size = min(block, position)
+            position -= size
+            file.seek(position)
+            data = file.read(size) + data
+    return data.decode("utf-8", "replace").splitlines()[-count:]
 
 
 def loss_points(output_dir: str | Path) -> list[tuple[int, float]]:

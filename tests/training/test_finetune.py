@@ -220,6 +220,7 @@ def test_training_memorizes_and_the_final_model_reloads(tmp_path, base_model, da
     )
     # The same events are on disk for a web page: metrics, a loss chart, the log's tail and the result.
     assert read_metrics(output) == events
+    assert read_metrics(output, tail=5) == events[-5:]  # read from the file's end
     assert [s for s, _ in loss_points(output)] == list(range(1, 41))
     assert "step 40/40" in (output / "train.log").read_text()
     assert read_result(output)["status"] == "completed"
