@@ -364,6 +364,24 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def task_rows(version: DatasetVersion) -> list[dict]:
+    """Per task: instances kept, their share, the mix's target share, what was available and dropped."""
+    report = version.report or {}
+    mix = report.get("mix", {})
+    kept, target, available = report.get("by_task", {}), mix.get("target") or {}, mix.get("available", {})
+    return [
+        {
+            "task": task,
+            "kept": kept.get(task, 0),
+            "share": kept.get(task, 0) / version.item_count if version.item_count else None,
+            "target": target.get(task),
+            "available": available.get(task, 0),
+            "dropped": mix.get("dropped", {}).get(task, 0),
+        }
+        for task in sorted(set(kept) | set(target) | set(available))
+    ]
+
+
 def dataset_card(version: DatasetVersion, *, content_hash: str = "", flagged_rows: int = 50) -> str:
     """The README.md of a version: Hub metadata, then counts per task and language, the task mix, how the
     rows were made (models, principle versions, sources, filters), and what decontamination and
@@ -402,23 +420,20 @@ def dataset_card(version: DatasetVersion, *, content_hash: str = "", flagged_row
     if content_hash:
         out += [f"Content hash (sha256 of `{FORMATS['messages'].filename}`): `{content_hash}`", ""]
 
-    by_task = report.get("by_task", {})
-    mix = report.get("mix", {})
-    target = mix.get("target") or {}
     out += ["## Contents", "", "### Per task", ""]
     out.append(
         _table(
             ["task", "instances", "share", "target share", "accepted and clean", "left out by the mix"],
             (
                 (
-                    task,
-                    f"{by_task.get(task, 0):,}",
-                    _share(by_task.get(task, 0) / count if count else None),
-                    _share(target.get(task)),
-                    f"{mix.get('available', {}).get(task, 0):,}",
-                    f"{mix.get('dropped', {}).get(task, 0):,}",
+                    row["task"],
+                    f"{row['kept']:,}",
+                    _share(row["share"]),
+                    _share(row["target"]),
+                    f"{row['available']:,}",
+                    f"{row['dropped']:,}",
                 )
-                for task in sorted(set(by_task) | set(target) | set(mix.get("available", {})))
+                for row in task_rows(version)
             ),
         )
     )

@@ -60,7 +60,7 @@ def dataset_detail(request: HttpRequest, number: int) -> HttpResponse:
         "reasons": DatasetExclusion.Reason.choices,
         "benchmarks": version.benchmarks.order_by("kind", "name"),
         "card": _card(version),
-        "task_rows": _task_rows(version),
+        "task_rows": exports.task_rows(version),
     }
     return render(request, "training/dataset_detail.html", context)
 
@@ -71,25 +71,6 @@ def _downloads(version: DatasetVersion) -> list[dict]:
         {"format": f, "bytes": files.get(key, {}).get("bytes")}
         for key, f in exports.FORMATS.items()
         if key in files
-    ]
-
-
-def _task_rows(version: DatasetVersion) -> list[dict]:
-    """Per task: instances kept, their share, the mix's target share, what was available and dropped."""
-    report = version.report
-    mix = report.get("mix", {})
-    kept, target = report.get("by_task", {}), mix.get("target", {})
-    tasks = sorted(set(kept) | set(target) | set(mix.get("available", {})))
-    return [
-        {
-            "task": task,
-            "kept": kept.get(task, 0),
-            "share": kept.get(task, 0) / version.item_count if version.item_count else None,
-            "target": target.get(task),
-            "available": mix.get("available", {}).get(task, 0),
-            "dropped": mix.get("dropped", {}).get(task, 0),
-        }
-        for task in tasks
     ]
 
 
