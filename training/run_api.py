@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from curation.api import JOB_FIELDS
 from curation.roles import IsAdmin, IsCurator
 from training import runs
+from training.model_eval import PROMPT_STYLES
 from training.models import DatasetVersion, EvaluationRun, TrainingRun
 
 
@@ -102,9 +103,7 @@ class EvaluationRequestSerializer(serializers.Serializer):
     task_ids = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     n = serializers.IntegerField(min_value=1, max_value=200, required=False, default=1)
     max_new_tokens = serializers.IntegerField(min_value=8, max_value=4096, required=False, default=512)
-    prompt_style = serializers.ChoiceField(
-        choices=["completion", "alpaca"], required=False, default="completion"
-    )
+    prompt_style = serializers.ChoiceField(choices=PROMPT_STYLES, required=False, default="completion")
 
     def validate(self, data: dict) -> dict:
         if not data["training_run"] and not data["model"]:
