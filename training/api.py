@@ -212,15 +212,9 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
         version = self.get_object()
         if version.status != DatasetVersion.Status.SUCCEEDED or fmt not in exports.FORMATS:
             raise Http404
-        path = exports.export_path(version, fmt)
-        if not path.exists():
+        if not exports.export_path(version, fmt).exists():
             raise Http404
-        spec = exports.FORMATS[fmt]
-        response = FileResponse(
-            open(path, "rb"), as_attachment=True, filename=f"wavecoder-{version.label}-{spec.filename}"
-        )
-        response["Content-Type"] = spec.content_type
-        return response
+        return exports.download_response(version, fmt)
 
     @extend_schema(
         parameters=[OpenApiParameter("reason", str, enum=DatasetExclusion.Reason.values, required=False)],

@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
+    from django.http import FileResponse
+
     from training.models import DatasetVersion
 
 # instruction, input, output, task, language, instance id: what every writer receives, in this order.
@@ -331,6 +333,20 @@ def export_version(
 def export_path(version: DatasetVersion, key: str) -> Path:
     """Where a built version keeps the file of one format."""
     return version.folder / FORMATS[key].filename
+
+
+def download_response(version: DatasetVersion, key: str) -> FileResponse:
+    """One export file of a version (which must exist), streamed as an attachment named after the version."""
+    from django.http import FileResponse
+
+    spec = FORMATS[key]
+    response = FileResponse(
+        open(export_path(version, key), "rb"),
+        as_attachment=True,
+        filename=f"wavecoder-{version.label}-{spec.filename}",
+    )
+    response["Content-Type"] = spec.content_type
+    return response
 
 
 # --- The dataset card -------------------------------------------------------------------------------------

@@ -95,12 +95,7 @@ def dataset_download(request: HttpRequest, number: int, fmt: str) -> FileRespons
             f"The files of {version.label} are missing on this server; write them again with "
             f"`manage.py export_dataset --dataset-version {version.number}`."
         )
-    spec = exports.FORMATS[fmt]
-    response = FileResponse(
-        open(path, "rb"), as_attachment=True, filename=f"wavecoder-{version.label}-{spec.filename}"
-    )
-    response["Content-Type"] = spec.content_type
-    return response
+    return exports.download_response(version, fmt)
 
 
 @role_required(CURATOR)
