@@ -182,17 +182,12 @@ def create_version(
         raise DatasetError("The acceptance period must end after it starts.")
     if max_size is not None and max_size < 1:
         raise DatasetError("The size limit must be at least 1.")
-    thresholds = {
-        "ngram_threshold": fields.get_field("ngram_threshold").default,
-        "embedding_threshold": fields.get_field("embedding_threshold").default,
-        "near_dup_threshold": fields.get_field("near_dup_threshold").default,
-    }
     given = {
         "ngram_threshold": ngram_threshold,
         "embedding_threshold": embedding_threshold,
         "near_dup_threshold": near_dup_threshold,
     }
-    thresholds |= {key: value for key, value in given.items() if value is not None}
+    thresholds = {key: fields.get_field(key).default if v is None else v for key, v in given.items()}
     _check_range("The n-gram threshold", thresholds["ngram_threshold"], 0, 1, low_open=True)
     _check_range("The embedding threshold", thresholds["embedding_threshold"], -1, 1)
     _check_range("The near-duplicate threshold", thresholds["near_dup_threshold"], 0, 1, low_open=True)
