@@ -1062,7 +1062,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def launch_command(
-    config: TrainConfig, config_path: str | Path, *, strategy: str = "fsdp", python: str = sys.executable
+    config: TrainConfig,
+    config_path: str | Path,
+    *,
+    strategy: str = "fsdp",
+    python: str = sys.executable,
+    launcher: bool | None = None,
 ) -> list[str]:
     """The command that trains `config` (saved at `config_path`) in a subprocess; run it with
     cwd=PROJECT_ROOT.
@@ -1070,9 +1075,11 @@ def launch_command(
     One process: `python -m training.finetune --config run.json`. Several (`config.num_processes`):
     `accelerate launch` with training/accelerate/fsdp.yaml (FSDP full shard, WaveCoder's setup) or ddp.yaml
     (plain data parallel, for models whose weights and optimizer state fit one GPU), one process per GPU.
+    `launcher=True` uses `accelerate launch` for one process too (FSDP on a single GPU, as
+    bench/fsdp_smoke.py checks it).
     """
     entry = ["-m", "training.finetune", "--config", str(config_path)]
-    if config.num_processes <= 1:
+    if not (config.num_processes > 1 if launcher is None else launcher):
         return [python, *entry]
     if strategy not in ("fsdp", "ddp"):
         raise ValueError(f"strategy must be 'fsdp' or 'ddp', not {strategy!r}")

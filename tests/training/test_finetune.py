@@ -470,3 +470,5 @@ def test_several_gpus_are_launched_through_accelerate_with_a_valid_config():
         "--config",
         "run.json",
     ]
+    single = finetune.launch_command(config, "run.json", launcher=True)  # FSDP on one GPU (fsdp_smoke)
+    assert single[single.index("--num_processes") + 1] == "1" and "accelerate.commands.launch" in single
