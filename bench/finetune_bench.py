@@ -10,8 +10,8 @@ real runs) on synthetic, pre-tokenized instances and times optimizer steps after
 
 - padded: WaveCoder's setup, no packing; each micro-batch is padded to its longest instance;
 - packed: TRL's best-fit-decreasing packing into rows of max_length tokens, padding-free (position_ids
-  restart per instance; FlashAttention's varlen kernel when flash-attn is installed, else SDPA with a
-  block-diagonal mask);
+  restart per instance; FlashAttention's varlen kernel when flash-attn is installed, else flex_attention,
+  which skips the masked blocks: the attention a real packed run picks, TrainConfig.attention);
 - padded-max (optional, --modes): every instance padded to max_length, as scripts using
   `padding="max_length"` do.
 
@@ -28,10 +28,10 @@ from the loss, as in training.
 
 Target (issue 7): packed tokens/s at least 2× the padded baseline's. Most of the gain is padding that is
 no longer computed: with σ 0.55, a random micro-batch of 8 is ~50% padding (4, WaveCoder's batch per
-device: ~39%; 16: ~58%); the table shows the measured share. Without a varlen kernel (flash-attn), SDPA
-computes the packed row's attention densely under a block-diagonal mask, which costs part of the gain
-(~10–20% more FLOPs at 2048 tokens for this shape); worth comparing on a GPU: `--packed-batch 2`,
-`--attention flex_attention` (skips masked blocks; compiles first), `--padded-batch 4`.
+device: ~39%; 16: ~58%); the table shows the measured share. Each mode uses the attention a real run of
+that kind picks (`TrainConfig.attention`: FlashAttention 2 when installed; else SDPA padded, flex_attention
+packed); `--attention sdpa` forces one for all modes (SDPA computes a packed row's attention densely under
+a block-diagonal mask). Measured figures: bench/RESULTS.md; `bash bench/gpu_check.sh` runs every variant.
 The GPU machine needs the packages of requirements.txt beside its own CUDA torch (trl, peft, datasets).
 """
 
@@ -77,6 +77,7 @@ LLAMA_TINY = {
 @dataclass
 class Measurement:
     mode: str
+    attention: str
     per_device_batch: int
     steps: int
     tokens: int  # real tokens in the timed steps
@@ -160,6 +161,8 @@ def measure(mode: str, model, tokenizer, dataset, options, hardware) -> Measurem
     from training.finetune import TrainConfig, build_trainer
 
     batch = options.packed_batch if mode == "packed" else options.padded_batch
+    attention = mode_attention(mode, options.attention, hardware)
+    model.set_attn_implementation(attention)
     marks: list[tuple[float, float]] = []  # (time, cumulative real tokens) after each step's log
 
     class Clock(TrainerCallback):
@@ -186,7 +189,7 @@ def measure(mode: str, model, tokenizer, dataset, options, hardware) -> Measurem
             packing=mode == "packed",
             gradient_checkpointing=options.gradient_checkpointing,
             bf16=None if hardware.device == "cuda" else False,
-            attn_implementation=options.attention,
+            attn_implementation=attention,
             seed=options.seed,
         )
         trainer = build_trainer(config, model, tokenizer, dataset, hardware=hardware, callbacks=[Clock()])
@@ -201,12 +204,21 @@ def measure(mode: str, model, tokenizer, dataset, options, hardware) -> Measurem
     computed = _computed_tokens(mode, dataset, batch, options.max_length, options.seed)
     return Measurement(
         mode=mode,
+        attention=attention,
         per_device_batch=batch,
         steps=len(marks) - options.warmup,
         tokens=tokens,
         seconds=end - start,
         padding_share=1 - computed,
     )
+
+
+def mode_attention(mode: str, forced: str | None, hardware) -> str:
+    """`forced`, else what a real run of this mode picks on this hardware (TrainConfig.attention)."""
+    from training.finetune import TrainConfig
+
+    config = TrainConfig(dataset_paths=[], output_dir="", packing=mode == "packed")
+    return forced or config.attention(hardware)
 
 
 def _computed_tokens(mode: str, dataset, batch: int, max_length: int, seed: int) -> float:
@@ -245,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         "--attention",
         choices=("sdpa", "eager", "flash_attention_2", "flex_attention"),
         default=None,
-        help="default: flash_attention_2 when flash-attn is installed, else sdpa (flex_attention skips the "
-        "masked blocks of packed rows but compiles per shape)",
+        help="one for every mode; default: what a real run picks (flash_attention_2 when flash-attn is "
+        "installed, else sdpa padded and flex_attention packed)",
     )
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the accelerator's dense bf16 peak")
@@ -277,9 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no GPU here: run with --cpu-smoke for the tiny CPU configuration")
     else:
         shape = LLAMA_1B
-    options.attention = options.attention or ("flash_attention_2" if hardware.flash_attention else "sdpa")
-    if options.packed_batch is None:
-        options.packed_batch = 4 if options.attention == "flash_attention_2" else 1
+    if options.packed_batch is None:  # without a varlen kernel a micro-batch's rows form one long sequence
+        packed_attention = mode_attention("packed", options.attention, hardware)
+        options.packed_batch = {"flash_attention_2": 4, "flex_attention": 2}.get(packed_attention, 1)
 
     lengths = codeocean_lengths(
         options.instances,
@@ -293,13 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = synthetic_tokenizer(shape["vocab_size"])
     device = "cuda" if hardware.device == "cuda" else "cpu"
     started = time.perf_counter()
-    model = build_model(shape, options.attention, device)
+    model = build_model(shape, options.attention or "sdpa", device)  # each mode sets its own
     n = trained_parameters(model)
     peak = peak_flops(hardware, options.peak_tflops)
     processes = 1  # one process; MFU is per GPU
     print(
         f"device: {hardware.name or hardware.device}; model: Llama, {_count(n)} trained parameters "
-        f"(built in {time.perf_counter() - started:.0f} s); attention: {options.attention}; "
+        f"(built in {time.perf_counter() - started:.0f} s); "
         f"bf16: {hardware.device == 'cuda' and hardware.bf16}; gradient checkpointing: "
         f"{options.gradient_checkpointing}"
     )
@@ -319,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
 
     baseline = next((r for r in results if r.mode == "padded"), results[0])
     header = (
-        f"{'mode':<11} {'batch':>5} {'steps':>5} {'real tokens':>12} {'tokens/s':>10} {'MFU':>6} "
-        f"{'padding':>8} {'vs padded':>9}"
+        f"{'mode':<11} {'attention':<17} {'batch':>5} {'steps':>5} {'real tokens':>12} {'tokens/s':>10} "
+        f"{'MFU':>6} {'padding':>8} {'vs padded':>9}"
     )
     print()
     print(header)
@@ -328,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         mfu = f"{6 * n * r.tokens_per_s / (peak * processes):.1%}" if peak else "n/a"
         print(
-            f"{r.mode:<11} {r.per_device_batch:>5} {r.steps:>5} {r.tokens:>12,} {r.tokens_per_s:>10,.0f} "
-            f"{mfu:>6} {r.padding_share:>8.0%} {r.tokens_per_s / baseline.tokens_per_s:>8.2f}×"
+            f"{r.mode:<11} {r.attention:<17} {r.per_device_batch:>5} {r.steps:>5} {r.tokens:>12,} "
+            f"{r.tokens_per_s:>10,.0f} {mfu:>6} {r.padding_share:>8.0%} "
+            f"{r.tokens_per_s / baseline.tokens_per_s:>8.2f}×"
         )
     if not peak:
         print("MFU: unknown peak for this device; pass --peak-tflops")

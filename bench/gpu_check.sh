@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project in one command, for a short lease on a GPU machine:
 #   bash bench/gpu_check.sh [OUTPUT_FOLDER]
-# 1. bench/finetune_bench.py: tokens/s and MFU, padded vs packed (SDPA), ~1.1B Llama from a config;
-# 2. the same with WaveCoder's 4 instances per device as the padded baseline;
-# 3. packed rows with flex_attention (skips the masked blocks of a packed row);
-# 4. bench/fsdp_smoke.py: FSDP through `accelerate launch`, checkpoint, resume, from_pretrained.
+# 1–4. bench/finetune_bench.py, one mode per process (a slow one cannot take the others' figures): padded
+#      (SDPA, 8 and WaveCoder's 4 per device) and packed (the default, flex_attention without flash-attn;
+#      and SDPA), tokens/s and MFU, ~1.1B Llama from a config;
+# 5. bench/fsdp_smoke.py: FSDP through `accelerate launch`, checkpoint, resume, from_pretrained.
+# Figures measured so far: bench/RESULTS.md.
 # Each step has its own time limit, so a slow or failing one still leaves the others' figures.
 # A machine without the project's packages (trl, datasets, Django) may bring them as wheels in .whl/
 # (installed into /tmp/site here); PYTHON picks the interpreter (default: python3).
@@ -35,7 +36,9 @@ step() {  # step NAME SECONDS COMMAND...
     timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
     echo "=== $name: exit ${PIPESTATUS[0]}"
 }
-step bench-padded8 200 "$python" bench/finetune_bench.py --modes padded,packed,padded-max
-step bench-padded4 90 "$python" bench/finetune_bench.py --modes padded --padded-batch 4
-step bench-flex 120 "$python" bench/finetune_bench.py --modes packed --attention flex_attention --packed-batch 2
-step fsdp-smoke 110 "$python" bench/fsdp_smoke.py --processes 1
+B=("$python" bench/finetune_bench.py --warmup 2 --steps 8)
+step padded8 90 "${B[@]}" --modes padded
+step padded4 90 "${B[@]}" --modes padded --padded-batch 4
+step packed 120 "${B[@]}" --modes packed
+step packed-sdpa 90 "${B[@]}" --modes packed --attention sdpa
+step fsdp-smoke 110 "$python" bench/fsdp_smoke.py

@@ -1,6 +1,7 @@
 """Fine-tuning engine, end to end on the CPU with a tiny model: loss, checkpoints, resume, stop, LoRA,
 packing, validation and the errors people see."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -102,6 +103,7 @@ def test_a_valid_configuration_has_no_errors(tmp_path, base_model, dataset):
         ({"num_processes": 2, "global_batch_size": 8}, CPU, "2 processes need GPUs"),
         ({"num_processes": 4, "global_batch_size": 16}, Hardware("cuda", 2, True, True), "asks for 4 GPUs"),
         ({"attn_implementation": "flash_attention_2", "packing": True}, CPU, "FlashAttention 2 is not"),
+        ({"attn_implementation": "flex_attention", "packing": True}, CPU, "trains only on a GPU"),
     ],
 )
 def test_invalid_combinations_are_explained(tmp_path, base_model, dataset, overrides, hardware, expected):
@@ -300,16 +302,28 @@ def test_packing_trains(tmp_path, base_model, dataset):
     assert result.status == "completed" and result.global_step == 3
 
 
+def test_attention_defaults_follow_the_hardware_and_packing():
+    gpu = Hardware("cuda", 1, bf16=True, flash_attention=False, name="H200")
+    flash = dataclasses.replace(gpu, flash_attention=True)
+    padded, packed = TrainConfig(dataset_paths=[], output_dir="run"), TrainConfig([], "run", packing=True)
+    assert (padded.attention(CPU), packed.attention(CPU)) == ("sdpa", "sdpa")
+    assert (padded.attention(gpu), packed.attention(gpu)) == ("sdpa", "flex_attention")
+    assert (padded.attention(flash), packed.attention(flash)) == ("flash_attention_2", "flash_attention_2")
+    packed.attn_implementation = "eager"
+    assert packed.attention(flash) == "eager"
+
+
 def test_packed_instances_do_not_attend_to_each_other():
     """Packing relies on transformers deriving a block-diagonal mask from restarting position_ids, for
-    SDPA and eager attention too (no FlashAttention needed): a packed row gives each instance's logits."""
+    SDPA, eager and flex attention too (no FlashAttention needed): a packed row gives each instance's
+    logits."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
     )
-    for attention in ("sdpa", "eager"):
+    for attention in ("sdpa", "eager", "flex_attention"):  # flex: a packed GPU run's default (compiles)
         config._attn_implementation = attention
         torch.manual_seed(0)
         model = LlamaForCausalLM(config).eval()
