@@ -225,13 +225,45 @@ def resume_training(run: TrainingRun) -> str:
 # --- Training runs: the worker's side -------------------------------------------------------------------
 
 
+def _holder_gone(run: TrainingRun) -> bool:
+    """The worker holding a running run is known to be dead: it ran on this machine and its process is
+    gone (no need to wait for its heartbeat to go stale)."""
+    return bool(
+        run.status == TrainingRun.Status.RUNNING
+        and run.worker_pid
+        and run.worker_host == socket.gethostname()
+        and not _alive(run.worker_pid)
+    )
+
+
+def _orphaned(run: TrainingRun) -> bool:
+    """A running run that no live worker follows: its heartbeat is stale, or its worker is known dead."""
+    stale = run.heartbeat_at is None or run.heartbeat_at < _heartbeat_cutoff()
+    return run.status == TrainingRun.Status.RUNNING and (stale or _holder_gone(run))
+
+
+def requeue_orphaned_runs() -> list[int]:
+    """Queue again every run whose worker died (a `gpu` worker calls this when it starts): each resumes from
+    its newest checkpoint. A duplicate message is harmless: only one worker claims a run."""
+    orphans = [run for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING) if _orphaned(run)]
+    for run in orphans:
+        logger.warning("run %s: its worker is gone; queued again to resume", run.pk)
+        TrainingRun.objects.filter(pk=run.pk).update(phase="queued again: its worker was lost")
+        queue_training(run)
+    return [run.pk for run in orphans]
+
+
 def _claim(run: TrainingRun) -> bool:
-    """Take a queued run, or a running one whose worker is gone (stale heartbeat); one worker wins."""
+    """Take a queued run, or a running one whose worker is gone (stale heartbeat, or a dead process on this
+    machine); one worker wins."""
     now = timezone.now()
     claimable = Q(status=TrainingRun.Status.QUEUED) | Q(
         Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_heartbeat_cutoff()),
         status=TrainingRun.Status.RUNNING,
     )
+    if _holder_gone(run):  # compare-and-set on what was seen: a live worker's newer heartbeat wins
+        seen = {"worker_pid": run.worker_pid, "heartbeat_at": run.heartbeat_at}
+        claimable |= Q(status=TrainingRun.Status.RUNNING, **seen)
     claimed = (
         TrainingRun.objects.filter(claimable, pk=run.pk)
         .exclude(cancel_requested=True)

@@ -1,6 +1,7 @@
 """Celery tasks of the training app: thin wrappers that call the stage functions with an id."""
 
 from celery import shared_task
+from celery.signals import worker_ready
 
 from training import datasets
 
@@ -36,3 +37,20 @@ def run_evaluation(evaluation_id: int) -> None:
     from training import runs
 
     runs.run_evaluation(evaluation_id)
+
+
+@worker_ready.connect
+def requeue_orphaned_runs(sender=None, **kwargs) -> None:
+    """A worker that takes the `gpu` queue, once started, queues again the training runs whose worker died
+    (a machine that rebooted, a killed worker): they resume from their newest checkpoint without waiting
+    for the broker to redeliver (Redis does so only after its visibility timeout; the filesystem broker
+    never does)."""
+    consumer = getattr(sender, "task_consumer", None)
+    if "gpu" not in {queue.name for queue in getattr(consumer, "queues", ())}:
+        return
+    from training import runs
+
+    try:
+        runs.requeue_orphaned_runs()
+    except Exception:  # a database hiccup must not stop the worker from starting
+        runs.logger.exception("could not look for orphaned training runs")

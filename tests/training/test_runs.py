@@ -5,6 +5,7 @@ checkpoint, and an evaluation of base against tuned."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -246,3 +247,41 @@ def test_evaluate_command_with_a_model(tiny_model, artifacts, tmp_path):
     call_command("evaluate", "--model", str(tiny_model), "--limit", "1", "--max-new-tokens", "8", stdout=out)
     assert "passed 0/1" in out.getvalue() and "pass@1: 0.0%" in out.getvalue()
     assert EvaluationRun.objects.get().status == EvaluationRun.Status.SUCCEEDED
+
+
+def test_orphaned_runs_are_queued_again_when_a_gpu_worker_starts(
+    built_version, tiny_model, artifacts, monkeypatch
+):
+    import socket
+    import subprocess
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    queued: list[int] = []
+    monkeypatch.setattr(runs, "queue_training", lambda run: queued.append(run.pk))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    now, here = timezone.now(), socket.gethostname()
+
+    def run_with(**fields) -> TrainingRun:
+        run = _run(built_version, tiny_model)
+        TrainingRun.objects.filter(pk=run.pk).update(**fields)
+        run.refresh_from_db()
+        return run
+
+    running = {"status": TrainingRun.Status.RUNNING, "worker_host": here}
+    stale = run_with(**running, heartbeat_at=now - timedelta(hours=1), worker_pid=1)
+    dead = run_with(**running, heartbeat_at=now, worker_pid=gone.pid)
+    alive = run_with(**running, heartbeat_at=now, worker_pid=os.getpid())
+    elsewhere = run_with(**{**running, "worker_host": "other-host"}, heartbeat_at=now, worker_pid=gone.pid)
+    finished = run_with(status=TrainingRun.Status.FAILED, heartbeat_at=None)
+
+    assert sorted(runs.requeue_orphaned_runs()) == sorted(queued) == sorted([stale.pk, dead.pk])
+    dead.refresh_from_db()
+    assert dead.phase == "queued again: its worker was lost"
+    # The worker that takes the message claims the dead worker's run at once; a live worker's run is left.
+    assert runs._claim(dead) and dead.worker_pid == os.getpid()
+    assert not runs._claim(alive) and not runs._claim(elsewhere) and not runs._claim(finished)
+    elsewhere.refresh_from_db()
+    assert elsewhere.worker_host == "other-host"
