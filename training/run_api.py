@@ -21,7 +21,9 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         slug_field="number", queryset=DatasetVersion.objects.all(), help_text="The version's number."
     )
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
-    loss_points = serializers.SerializerMethodField(help_text="[step, loss] pairs from metrics.jsonl.")
+    loss_points = serializers.SerializerMethodField(
+        help_text="[step, loss] pairs from metrics.jsonl; in a single run's answer only, not in the list."
+    )
 
     class Meta:
         model = TrainingRun
@@ -50,6 +52,13 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         ]
         fields = ["dataset_version", "base_model", "method", *runs.HYPERPARAMETERS, *read_only_fields]
         extra_kwargs = {"base_model": {"required": False}}
+
+    def get_fields(self):
+        fields = super().get_fields()
+        view = self.context.get("view")
+        if getattr(view, "action", None) == "list":  # a page of runs reads no metrics files
+            fields.pop("loss_points")
+        return fields
 
     def get_loss_points(self, run: TrainingRun) -> list[list[float]]:
         return [[step, loss] for step, loss in runs.loss_points(run)]

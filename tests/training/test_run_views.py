@@ -184,7 +184,11 @@ def test_api_needs_a_token_and_the_admin_role_to_write(curator, admin_user, buil
     assert created.status_code == 201, created.json()
     run_id = created.json()["id"]
     assert created.json()["learning_rate"] == 5e-5 and queued == [("train", run_id)]
-    assert _api(curator).get(f"/api/training-runs/{run_id}/").json()["status"] == "queued"
+    detail = _api(curator).get(f"/api/training-runs/{run_id}/").json()
+    assert detail["status"] == "queued" and detail["loss_points"] == []
+    listed = _api(curator).get("/api/training-runs/").json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert [r["id"] for r in rows] == [run_id] and "loss_points" not in rows[0]  # a list reads no files
     assert admin.post(f"/api/training-runs/{run_id}/cancel/").json()["detail"].endswith("before it started.")
     assert admin.post(f"/api/training-runs/{run_id}/resume/").status_code == 200
 
