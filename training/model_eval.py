@@ -35,7 +35,7 @@ from training.evaluation import (
     pass_at_k,
     read_humaneval,
 )
-from training.finetune import Hardware, alpaca_prompt, resolve_model
+from training.finetune import Hardware, TrainingError, alpaca_prompt, resolve_model
 
 # The standard harness's stop sequences: each starts a new top-level statement after the function.
 HUMANEVAL_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
@@ -424,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=options.seed,
             on_progress=report,
         )
+    except TrainingError as exc:  # the model: missing, or not loadable
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

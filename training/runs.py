@@ -7,7 +7,8 @@ session, and copies each step of metrics.jsonl into the row every `POLL_S` secon
 run's cancel flag. The training process resumes from its newest checkpoint by itself, so a run whose
 worker died is simply started again (`resume_training`, or a redelivered task).
 
-An `EvaluationRun` scores one model on HumanEval (`run_evaluation`); "base vs tuned" is two of them made
+An `EvaluationRun` scores one model on HumanEval (`run_evaluation`, in a `python -m training.model_eval`
+subprocess, so an out-of-memory kill leaves the worker alive); "base vs tuned" is two of them made
 together by `create_comparison`, compared per problem by `comparison` through `model_eval.side_by_side`.
 
 Web views, API endpoints, Celery tasks and management commands all call these functions.
@@ -15,6 +16,7 @@ Web views, API endpoints, Celery tasks and management commands all call these fu
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -400,7 +402,11 @@ def run_training(
         time.sleep(poll_s)
         watch.tick()
     watch.tick()
-    return _finish_training(run, process.returncode, cancelled=watch.cancel_sent is not None)
+    # The page also writes the cancel file itself, so the process may stop before the watch saw the flag.
+    cancelled = (
+        watch.cancel_sent is not None or TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+    )
+    return _finish_training(run, process.returncode, cancelled=cancelled)
 
 
 class _Watch:
@@ -613,12 +619,38 @@ def start_comparison(run: TrainingRun, **params: Any) -> tuple[EvaluationRun, Ev
     return base, tuned
 
 
+EVALUATION_RESULTS = "results.json"
+EVALUATION_LOG = "evaluation.log"
+
+
+def evaluation_folder(evaluation: EvaluationRun) -> Path:
+    """Where an evaluation's subprocess writes its results, samples and log."""
+    return Path(settings.ARTIFACTS_DIR) / "evaluations" / str(evaluation.pk)
+
+
+def evaluation_command(evaluation: EvaluationRun, folder: Path) -> list[str]:
+    """`python -m training.model_eval …` for one evaluation (run with cwd=PROJECT_ROOT)."""
+    command = [sys.executable, "-m", "training.model_eval", "--model", evaluation.model]
+    command += ["--n", str(evaluation.n), "--max-new-tokens", str(evaluation.max_new_tokens)]
+    command += ["--prompt-style", evaluation.prompt_style]
+    if evaluation.limit:
+        command += ["--limit", str(evaluation.limit)]
+    if evaluation.task_ids:
+        command += ["--task-ids", *evaluation.task_ids]
+    return command + [
+        "--out",
+        str(folder / EVALUATION_RESULTS),
+        "--samples-out",
+        str(folder / "samples.jsonl"),
+    ]
+
+
 def run_evaluation(
     evaluation_id: int, *, on_progress: Callable[[str, int, int], None] | None = None
 ) -> EvaluationRun | None:
-    """Generate and score one evaluation (the code runs only in the sandbox); progress into the row."""
-    from training import model_eval
-
+    """Generate and score one evaluation in a subprocess (the code runs only in the sandbox), its progress
+    into the row. The model lives in that process, so an out-of-memory kill ends the evaluation with a
+    message and leaves the worker (and its redelivered message) alone."""
     try:
         evaluation = EvaluationRun.objects.get(pk=evaluation_id)
     except EvaluationRun.DoesNotExist:
@@ -626,36 +658,63 @@ def run_evaluation(
     if not evaluation.claim():
         return None
     reporter = ProgressReporter(evaluation, on_progress)
-
-    def progress(phase: str, done: int, total: int) -> None:
-        if phase != evaluation.phase:
-            reporter.start(phase, total)
-        reporter.update(done)
-
+    folder = evaluation_folder(evaluation)
     try:
-        result = model_eval.evaluate_model(
-            evaluation.model,
-            task_ids=evaluation.task_ids or None,
-            limit=evaluation.limit,
-            n=evaluation.n,
-            max_new_tokens=evaluation.max_new_tokens,
-            prompt_style=evaluation.prompt_style,
-            on_progress=progress,
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / EVALUATION_RESULTS).unlink(missing_ok=True)
+        log = open(folder / EVALUATION_LOG, "ab")
+    except OSError as exc:
+        evaluation.finish(EvaluationRun.Status.FAILED, f"could not start: {exc}")
+        return evaluation
+    with log:
+        process = subprocess.Popen(
+            evaluation_command(evaluation, folder),
+            cwd=finetune.PROJECT_ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-    except finetune.TrainingError as exc:
-        evaluation.finish(EvaluationRun.Status.FAILED, exc.message)
+        for line in process.stdout:  # one JSON object per progress report: phase, done, total
+            try:
+                event = json.loads(line)
+                phase, done, total = event["phase"], int(event["done"]), int(event["total"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if phase != evaluation.phase:
+                reporter.start(phase, total)
+            reporter.update(done)
+        returncode = process.wait()
+    try:
+        data = json.loads((folder / EVALUATION_RESULTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    if returncode != 0 or data is None:
+        evaluation.finish(EvaluationRun.Status.FAILED, _evaluation_failure(folder, returncode))
         return evaluation
-    except Exception as exc:
-        logger.exception("evaluation %s failed", evaluation.pk)
-        evaluation.finish(EvaluationRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
-        return evaluation
-    data = result.to_dict()
-    evaluation.pass_at_1 = result.pass_at_1
+    evaluation.pass_at_1 = data["pass_at_k"].get("pass@1", 0.0)
     evaluation.pass_at_k = data["pass_at_k"]
     evaluation.results = data
     evaluation.save(update_fields=["pass_at_1", "pass_at_k", "results"])
     evaluation.finish()
     return evaluation
+
+
+def _evaluation_failure(folder: Path, returncode: int) -> str:
+    """The subprocess's own error line ("error: …"), else what its exit status means and its last lines."""
+    tail = _tail(folder / EVALUATION_LOG, 8)
+    errors = [line for line in tail.splitlines() if line.startswith("error: ")]
+    if errors:
+        return errors[-1].removeprefix("error: ")
+    if returncode in (-signal.SIGKILL, 137):
+        return (
+            "the evaluation process was killed (SIGKILL): most often out of memory; lower the batch size or "
+            "max new tokens, or evaluate on a machine with more memory" + (f"\n{tail}" if tail else "")
+        )
+    return f"the evaluation process {finetune.describe_exit(returncode)}" + (f"\n{tail}" if tail else "")
 
 
 def model_evaluation(evaluation: EvaluationRun):

@@ -185,6 +185,26 @@ def test_an_evaluation_scores_a_model_in_the_sandbox(tiny_model, artifacts):
     assert evaluation.progress_done == evaluation.progress_total == 2
 
 
+def test_an_evaluation_runs_in_its_own_process_and_a_kill_is_explained(tiny_model, artifacts, monkeypatch):
+    evaluation = runs.create_evaluation(model=str(tiny_model), limit=1, max_new_tokens=8)
+    progress = "import json; print(json.dumps({'phase': 'generating', 'done': 0, 'total': 1}), flush=True)"
+    kill = [sys.executable, "-c", f"{progress}; import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    monkeypatch.setattr(runs, "evaluation_command", lambda *a: kill)
+    evaluation = runs.run_evaluation(evaluation.pk)  # the worker (this process) survives the kill
+    assert evaluation.status == EvaluationRun.Status.FAILED
+    assert "killed (SIGKILL): most often out of memory" in evaluation.error
+    assert (evaluation.phase, evaluation.progress_total) == ("generating", 1)
+
+
+def test_an_evaluation_whose_model_disappeared_fails_with_its_message(tmp_path, artifacts):
+    model = build_tiny_model(tmp_path / "model")
+    evaluation = runs.create_evaluation(model=str(model), limit=1)
+    (model / "config.json").unlink()  # gone between queueing and the worker's turn
+    evaluation = runs.run_evaluation(evaluation.pk)
+    assert evaluation.status == EvaluationRun.Status.FAILED
+    assert evaluation.error.startswith(f"{str(model)!r} is not a transformers model folder"), evaluation.error
+
+
 def test_an_evaluation_of_a_missing_model_is_refused():
     with pytest.raises(runs.RunError, match="no model at"):
         runs.create_evaluation(model="/no/such/model")
