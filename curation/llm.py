@@ -253,8 +253,9 @@ class OpenAICompatibleClient:
                 if mode in _CONSTRAINED_MODES and _rejects_response_format(error, exc):
                     # Not this form of structured output: use the next one from now on. (Some servers
                     # answer 500 for it, so the status alone does not tell.)
+                    known = self._format_index > index  # a concurrent request found out first
                     self._format_index = max(self._format_index, index + 1)
-                    logger.warning(
+                    (logger.debug if known else logger.warning)(
                         "%s rejects response_format %s (%s); trying %s",
                         self.base_url,
                         mode,

@@ -97,6 +97,22 @@ def test_uses_json_object_with_schema_where_only_that_is_supported():
     assert (first.attempts, second.attempts, client.format_mode) == (2, 1, "json_object")
 
 
+def test_concurrent_rejections_of_the_same_form_warn_once(caplog):
+    with OpenAIStub(response_formats=("text", "json_object"), reject_status=500) as stub:
+        client = _client(stub, max_retries=0)
+
+        async def burst():
+            calls = (client.complete(MESSAGES, model="test-model", json_schema=SCHEMA) for _ in range(6))
+            return await asyncio.gather(*calls)
+
+        with caplog.at_level("DEBUG", logger="curation.llm"):
+            completions = asyncio.run(burst())
+    assert all(c.structured for c in completions) and client.format_mode == "json_object"
+    assert stub.outcomes.count("reject_response_format") > 1  # all six were in flight before the first answer
+    warnings = [r for r in caplog.records if "rejects response_format" in r.getMessage()]
+    assert [r.levelname for r in warnings].count("WARNING") == 1, [r.levelname for r in warnings]
+
+
 def test_falls_back_to_schema_in_prompt_when_response_format_is_rejected():
     with OpenAIStub(response_formats=("text",)) as stub:
         client = _client(stub, max_retries=0)
