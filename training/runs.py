@@ -630,7 +630,7 @@ def evaluation_folder(evaluation: EvaluationRun) -> Path:
 
 def evaluation_command(evaluation: EvaluationRun, folder: Path) -> list[str]:
     """`python -m training.model_eval …` for one evaluation (run with cwd=PROJECT_ROOT)."""
-    command = [sys.executable, "-m", "training.model_eval", "--model", evaluation.model]
+    command = [sys.executable, "-m", "training.model_eval", f"--model={evaluation.model}"]
     command += ["--n", str(evaluation.n), "--max-new-tokens", str(evaluation.max_new_tokens)]
     command += ["--prompt-style", evaluation.prompt_style]
     if evaluation.limit:
@@ -714,7 +714,13 @@ def _evaluation_failure(folder: Path, returncode: int) -> str:
             "the evaluation process was killed (SIGKILL): most often out of memory; lower the batch size or "
             "max new tokens, or evaluate on a machine with more memory" + (f"\n{tail}" if tail else "")
         )
-    return f"the evaluation process {finetune.describe_exit(returncode)}" + (f"\n{tail}" if tail else "")
+    if returncode == 0:
+        meaning = "finished without writing its results"
+    elif returncode < 0:
+        meaning = finetune.describe_exit(returncode)
+    else:
+        meaning = f"exited with status {returncode}"
+    return f"the evaluation process {meaning}" + (f"\n{tail}" if tail else "")
 
 
 def model_evaluation(evaluation: EvaluationRun):

@@ -196,6 +196,16 @@ def test_an_evaluation_runs_in_its_own_process_and_a_kill_is_explained(tiny_mode
     assert (evaluation.phase, evaluation.progress_total) == ("generating", 1)
 
 
+def test_an_evaluation_process_that_crashes_is_explained_with_its_output(tiny_model, artifacts, monkeypatch):
+    evaluation = runs.create_evaluation(model=str(tiny_model), limit=1)
+    crash = [sys.executable, "-c", "raise RuntimeError('CUDA driver is too old')"]
+    monkeypatch.setattr(runs, "evaluation_command", lambda *a: crash)
+    evaluation = runs.run_evaluation(evaluation.pk)
+    assert evaluation.status == EvaluationRun.Status.FAILED
+    assert evaluation.error.startswith("the evaluation process exited with status 1")
+    assert "RuntimeError: CUDA driver is too old" in evaluation.error
+
+
 def test_an_evaluation_whose_model_disappeared_fails_with_its_message(tmp_path, artifacts):
     model = build_tiny_model(tmp_path / "model")
     evaluation = runs.create_evaluation(model=str(model), limit=1)
