@@ -5,6 +5,7 @@ Every label goes through format_html, so text from the database (rule ids, versi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -123,20 +124,32 @@ def line_chart(
     y_label: str = "loss",
     width: int = 560,
     height: int = 220,
+    log_y: bool | None = None,
 ) -> SafeString:
-    """One series as a polyline on linear axes (the y axis fitted to the values), with the first and last
-    x and the lowest and highest y as ticks; a single point is drawn as a dot."""
+    """One series as a polyline, the y axis fitted to the values, with the first and last x and the lowest
+    and highest y as ticks; a single point is drawn as a dot. `log_y` None: a log y axis when every value is
+    positive and they span more than two decades (a fine-tune's loss often falls from ~2 to ~0.001)."""
     if not points:
         return format_html('<p class="muted">{}</p>', "No data yet.")
-    left, right, top, bottom = 52, 12, 14, 34
+    left, right, top, bottom = 60, 12, 14, 34
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x_min, x_max, y_min, y_max = min(xs), max(xs), min(ys), max(ys)
-    x_span, y_span = (x_max - x_min) or 1, (y_max - y_min) or 1
+    if log_y is None:
+        log_y = y_min > 0 and y_max / y_min > 100
+    elif log_y and y_min <= 0:
+        log_y = False  # a log axis cannot show zero or negative values
+
+    def scale(y: float) -> float:
+        return math.log10(y) if log_y else y
+
+    x_span, y_span = (x_max - x_min) or 1, (scale(y_max) - scale(y_min)) or 1
     plot_w, plot_h = width - left - right, height - top - bottom
+    if log_y:
+        y_label = f"{y_label} (log scale)"
 
     def at(x: float, y: float) -> tuple[float, float]:
         return round(left + plot_w * (x - x_min) / x_span, 1), round(
-            top + plot_h * (1 - (y - y_min) / y_span), 1
+            top + plot_h * (1 - (scale(y) - scale(y_min)) / y_span), 1
         )
 
     coords = " ".join(f"{x},{y}" for x, y in (at(*p) for p in points))
@@ -153,7 +166,7 @@ def line_chart(
                 y,
                 left - 4,
                 y + 4,
-                f"{value:.3g}",
+                _tick(value),
             )
         )
     for value in {x_min, x_max}:
@@ -185,3 +198,10 @@ def line_chart(
         parts.append(format_html('<polyline class="series s0" fill="none" points="{}"/>', coords))
     parts.append("</svg>")
     return format_html('<figure class="chart">{}</figure>', mark_safe("".join(parts)))
+
+
+def _tick(value: float) -> str:
+    """A y tick label of at most ~7 characters: 1.78, 0.0123, 5.4e-04, 1.2e+05."""
+    if value != 0 and not 0.01 <= abs(value) < 100_000:
+        return f"{value:.1e}"
+    return f"{value:.3g}"

@@ -275,6 +275,11 @@ class TrainingRun(Job):
     def step_percent(self) -> int:
         return min(100, round(100 * self.last_step / self.total_steps)) if self.total_steps else 0
 
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step (as TrainConfig derives it)."""
+        return max(1, self.global_batch_size // max(1, self.per_device_batch_size * self.num_processes))
+
 
 class EvaluationRun(Job):
     """HumanEval pass@k of one model (a registered name, a folder, or a training run's final model),

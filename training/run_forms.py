@@ -43,7 +43,8 @@ class TrainingRunForm(forms.ModelForm):
             "global_batch_size": "Reached through gradient accumulation: a multiple of the batch per "
             "device × processes.",
             "bf16": "Forcing bf16 on a worker without it fails the run there.",
-            "packing": "WaveCoder trained without packing.",
+            "packing": "WaveCoder trained without packing. Packed runs are padding-free (FlashAttention 2, "
+            "else flex_attention on a GPU): 3–5× the tokens/s of padded runs on an H200 (bench/RESULTS.md).",
             "lora_r": "LoRA only (empty: r 16, alpha 32, dropout 0.05).",
             "num_processes": "GPUs on the worker; several need DDP or FSDP.",
         }

@@ -4,6 +4,7 @@ the live status partial with the loss chart, escaped log output."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -135,6 +136,34 @@ def test_the_status_shows_progress_chart_and_an_escaped_log(client, curator, bui
     assert "3 / 10" in html and "1.2500" in html and "4.00e-05" in html and "812" in html
     assert "<polyline" in html and "&lt;script&gt;" in html and "<script>alert" not in html
     assert "<html" not in html  # only the partial
+
+
+def test_the_page_shows_the_accumulation_and_a_log_scale_loss_chart(
+    client, curator, built_version, artifacts
+):
+    run = runs.create_training_run(dataset_version=built_version)  # WaveCoder's 512 = 4 × 1 × 128
+    run.folder.mkdir(parents=True)
+    events = [{"event": "step", "step": s, "loss": loss} for s, loss in ((1, 1.78), (2, 0.2), (3, 0.000537))]
+    (run.folder / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    client.force_login(curator)
+    html = client.get(reverse("training-run-detail", args=[run.pk])).content.decode()
+    assert "global 512 = 4 per device × 1 process × 128 accumulation" in html
+    assert "loss (log scale)" in html and ">5.4e-04<" in html and ">1.78<" in html
+
+
+def test_line_chart_axes():
+    from curation.charts import line_chart
+
+    linear = str(line_chart([(1, 2.0), (2, 1.0), (3, 0.5)], title="t"))
+    assert "log scale" not in linear and ">0.5<" in linear and ">2<" in linear
+    logged = str(line_chart([(1, 10.0), (2, 1.0), (3, 0.01)], title="t"))
+    y = [float(v) for v in re.findall(r'<line class="grid" x1="\d+" x2="\d+" y1="([\d.]+)"', logged)]
+    assert "(log scale)" in logged and len(y) == 2
+    # on a log axis the middle value (1.0, a third of the way down in decades) sits a third of the way
+    points = [tuple(map(float, p.split(","))) for p in re.search(r'points="([^"]+)"', logged)[1].split()]
+    top, bottom = min(y), max(y)
+    assert points[1][1] == pytest.approx(top + (bottom - top) / 3, abs=0.2)
+    assert "log scale" not in str(line_chart([(1, 5.0), (2, 0.0)], title="t"))  # zero: linear
 
 
 def test_cancel_and_resume(client, admin_user, built_version, queued, artifacts):
