@@ -315,6 +315,9 @@ class EvaluationRun(Job):
     pass_at_k = models.JSONField(default=dict, blank=True)
     # ModelEvaluation.to_dict(): settings, per-problem completions and outcomes, timings
     results = models.JSONField(default=dict, blank=True)
+    # The worker process that runs it: a later worker on the same machine takes over when that one is gone.
+    worker_host = models.CharField(max_length=255, blank=True)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta(Job.Meta):
         pass

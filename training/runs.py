@@ -227,14 +227,14 @@ def resume_training(run: TrainingRun) -> str:
 # --- Training runs: the worker's side -------------------------------------------------------------------
 
 
-def _holder_gone(run: TrainingRun) -> bool:
-    """The worker holding a running run is known to be dead: it ran on this machine and its process is
-    gone (no need to wait for its heartbeat to go stale)."""
+def _holder_gone(job: TrainingRun | EvaluationRun) -> bool:
+    """The worker holding a running run (or evaluation) is known to be dead: it ran on this machine and its
+    process is gone (no need to wait for a heartbeat to go stale)."""
     return bool(
-        run.status == TrainingRun.Status.RUNNING
-        and run.worker_pid
-        and run.worker_host == socket.gethostname()
-        and not _alive(run.worker_pid)
+        job.status == TrainingRun.Status.RUNNING
+        and job.worker_pid
+        and job.worker_host == socket.gethostname()
+        and not _alive(job.worker_pid)
     )
 
 
@@ -246,13 +246,37 @@ def _orphaned(run: TrainingRun) -> bool:
 
 def requeue_orphaned_runs() -> list[int]:
     """Queue again every run whose worker died (a `gpu` worker calls this when it starts): each resumes from
-    its newest checkpoint. A duplicate message is harmless: only one worker claims a run."""
+    its newest checkpoint; and every evaluation whose worker on this machine died (it starts over). A
+    duplicate message is harmless: only one worker claims a run or an evaluation."""
     orphans = [run for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING) if _orphaned(run)]
     for run in orphans:
         logger.warning("run %s: its worker is gone; queued again to resume", run.pk)
         TrainingRun.objects.filter(pk=run.pk).update(phase="queued again: its worker was lost")
         queue_training(run)
+    here = EvaluationRun.objects.filter(status=EvaluationRun.Status.RUNNING, worker_host=socket.gethostname())
+    for evaluation in [e for e in here if _holder_gone(e)]:
+        logger.warning("evaluation %s: its worker is gone; queued again", evaluation.pk)
+        EvaluationRun.objects.filter(pk=evaluation.pk).update(phase="queued again: its worker was lost")
+        queue_evaluation(evaluation)
     return [run.pk for run in orphans]
+
+
+def _claim_evaluation(evaluation: EvaluationRun) -> bool:
+    """Take a queued evaluation, or a running one whose worker on this machine is gone; one worker wins (a
+    message redelivered while a live worker still runs it is dropped)."""
+    claimable = Q(status=EvaluationRun.Status.QUEUED)
+    if _holder_gone(evaluation):
+        seen = {"worker_pid": evaluation.worker_pid, "worker_host": evaluation.worker_host}
+        claimable |= Q(status=EvaluationRun.Status.RUNNING, **seen)
+    claimed = EvaluationRun.objects.filter(claimable, pk=evaluation.pk).update(
+        status=EvaluationRun.Status.RUNNING,
+        started_at=timezone.now(),
+        error="",
+        worker_host=socket.gethostname(),
+        worker_pid=os.getpid(),
+    )
+    evaluation.refresh_from_db()
+    return bool(claimed)
 
 
 def _claim(run: TrainingRun) -> bool:
@@ -655,7 +679,7 @@ def run_evaluation(
         evaluation = EvaluationRun.objects.get(pk=evaluation_id)
     except EvaluationRun.DoesNotExist:
         return None
-    if not evaluation.claim():
+    if not _claim_evaluation(evaluation):
         return None
     reporter = ProgressReporter(evaluation, on_progress)
     folder = evaluation_folder(evaluation)

@@ -44,7 +44,7 @@ def requeue_orphaned_runs(sender=None, **kwargs) -> None:
     """A worker that takes the `gpu` queue, once started, queues again the training runs whose worker died
     (a machine that rebooted, a killed worker): they resume from their newest checkpoint without waiting
     for the broker to redeliver (Redis does so only after its visibility timeout; the filesystem broker
-    never does)."""
+    never does). Evaluations whose worker on this machine died start over."""
     consumer = getattr(sender, "task_consumer", None)
     if "gpu" not in {queue.name for queue in getattr(consumer, "queues", ())}:
         return

@@ -315,3 +315,33 @@ def test_orphaned_runs_are_queued_again_when_a_gpu_worker_starts(
     assert not runs._claim(alive) and not runs._claim(elsewhere) and not runs._claim(finished)
     elsewhere.refresh_from_db()
     assert elsewhere.worker_host == "other-host"
+
+
+def test_an_evaluation_whose_worker_died_here_is_queued_again_and_a_live_one_is_left(
+    tiny_model, artifacts, monkeypatch
+):
+    import socket
+    import subprocess
+
+    queued: list[int] = []
+    monkeypatch.setattr(runs, "queue_evaluation", lambda evaluation: queued.append(evaluation.pk))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+
+    def evaluation_with(**fields) -> EvaluationRun:
+        evaluation = runs.create_evaluation(model=str(tiny_model), limit=1, max_new_tokens=8)
+        EvaluationRun.objects.filter(pk=evaluation.pk).update(status="running", **fields)
+        evaluation.refresh_from_db()
+        return evaluation
+
+    dead = evaluation_with(worker_host=here, worker_pid=gone.pid)
+    alive = evaluation_with(worker_host=here, worker_pid=os.getpid())
+    elsewhere = evaluation_with(worker_host="other-host", worker_pid=gone.pid)
+    runs.requeue_orphaned_runs()
+    assert queued == [dead.pk]
+    assert runs.run_evaluation(alive.pk) is None  # a redelivered message while a live worker runs it
+    assert runs.run_evaluation(elsewhere.pk) is None
+    dead = runs.run_evaluation(dead.pk)
+    assert dead.status == EvaluationRun.Status.SUCCEEDED, dead.error
+    assert (dead.worker_host, dead.worker_pid) == (here, os.getpid())
