@@ -241,6 +241,12 @@ def cancel(job: GenerationJob) -> None:
             )
 
 
+def running_job_ids() -> list[int]:
+    """Jobs marked running and not paused: a starting `llm` worker joins them (their worker may be dead)."""
+    running = GenerationJob.objects.filter(status=GenerationJob.Status.RUNNING, paused=False)
+    return list(running.order_by("pk").values_list("pk", flat=True))
+
+
 def retry_failures(job: GenerationJob) -> int:
     """Reset the job's failed rows to pending and reopen the job; returns how many will be retried."""
     with transaction.atomic():

@@ -1,8 +1,19 @@
 """Celery tasks: thin wrappers that call the stage functions with a job id."""
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from . import generation, ingest, refinement, selection
+
+logger = logging.getLogger(__name__)
+
+
+def worker_consumes(sender, queue: str) -> bool:
+    """Whether the worker that sent `worker_ready` takes tasks from `queue`."""
+    consumer = getattr(sender, "task_consumer", None)
+    return queue in {q.name for q in getattr(consumer, "queues", ())}
 
 
 @shared_task(name="curation.tasks.ingest_source", acks_late=True)
@@ -39,3 +50,19 @@ def check_refinement(run_id: int) -> None:
 def rejudge(job_id: int) -> None:
     """Re-run the discriminator on unreviewed instances (the `llm` queue)."""
     refinement.run_rejudge(job_id)
+
+
+@worker_ready.connect
+def resume_running_generation_jobs(sender=None, **kwargs) -> None:
+    """A worker that takes the `llm` queue, once started, works on every running generation job again: a
+    job whose worker died (a killed worker, a reboot; the filesystem broker never redelivers) goes on by
+    itself. Safe when the job's worker is alive elsewhere: rows are leased one worker at a time, and a dead
+    worker's rows come free when their lease ends."""
+    if not worker_consumes(sender, "llm"):
+        return
+    try:
+        for job_id in generation.running_job_ids():
+            logger.info("generation job %s is running: this worker joins it", job_id)
+            run_generation_job.delay(job_id)
+    except Exception:  # a database hiccup must not stop the worker from starting
+        logger.exception("could not look for running generation jobs")

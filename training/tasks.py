@@ -3,6 +3,7 @@
 from celery import shared_task
 from celery.signals import worker_ready
 
+from curation.tasks import worker_consumes
 from training import datasets
 
 
@@ -45,8 +46,7 @@ def requeue_orphaned_runs(sender=None, **kwargs) -> None:
     (a machine that rebooted, a killed worker): they resume from their newest checkpoint without waiting
     for the broker to redeliver (Redis does so only after its visibility timeout; the filesystem broker
     never does). Evaluations whose worker on this machine died start over."""
-    consumer = getattr(sender, "task_consumer", None)
-    if "gpu" not in {queue.name for queue in getattr(consumer, "queues", ())}:
+    if not worker_consumes(sender, "gpu"):
         return
     from training import runs
 

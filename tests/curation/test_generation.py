@@ -312,3 +312,30 @@ def test_client_concurrency_keeps_requests_in_flight(db):
         job = _job(samples=4, concurrency=16)
         generation.run_generation(job.pk, client=_client(server, concurrency=16))
         assert server.max_in_flight >= 8
+
+
+def test_a_starting_llm_worker_joins_running_unpaused_jobs_only(db, monkeypatch):
+    from types import SimpleNamespace
+
+    from curation import tasks
+
+    selection = make_selection()
+    running, paused, queued, done = (
+        generation.create_generation_job(
+            selection_run=selection, tasks=ALL_TASKS, samples_per_task=1, execute=False
+        )
+        for _ in range(4)
+    )
+    GenerationJob.objects.filter(pk__in=[running.pk, paused.pk]).update(status="running")
+    GenerationJob.objects.filter(pk=paused.pk).update(paused=True)
+    GenerationJob.objects.filter(pk=done.pk).update(status="succeeded")
+    assert queued.status == "queued" and generation.running_job_ids() == [running.pk]
+
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.run_generation_job, "delay", sent.append)
+    llm_worker = SimpleNamespace(task_consumer=SimpleNamespace(queues=[SimpleNamespace(name="llm")]))
+    gpu_worker = SimpleNamespace(task_consumer=SimpleNamespace(queues=[SimpleNamespace(name="gpu")]))
+    tasks.resume_running_generation_jobs(sender=gpu_worker)
+    assert sent == []
+    tasks.resume_running_generation_jobs(sender=llm_worker)
+    assert sent == [running.pk]
