@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -32,6 +35,13 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The worker process that claimed it: when that process is gone from its machine, the job is orphaned.
+    worker_host = models.CharField(max_length=255, blank=True)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+
+    # Whether a starting worker takes the job up again by itself (generation jobs, training runs,
+    # evaluations); the others are failed with a message when their worker is known to be dead.
+    RECOVERS_ITSELF = False
 
     class Meta:
         abstract = True
@@ -55,14 +65,31 @@ class Job(models.Model):
         return (end - self.started_at).total_seconds()
 
     def claim(self) -> bool:
-        """Mark the job running; False when it already finished (a redelivered task then does nothing)."""
+        """Mark the job running, by this process; False when it already finished (a redelivered task then
+        does nothing)."""
         claimed = (
             type(self)
             .objects.filter(pk=self.pk, status__in=self.ACTIVE)
-            .update(status=self.Status.RUNNING, started_at=timezone.now(), error="")
+            .update(
+                status=self.Status.RUNNING,
+                started_at=timezone.now(),
+                error="",
+                worker_host=socket.gethostname(),
+                worker_pid=os.getpid(),
+            )
         )
         self.refresh_from_db()
         return bool(claimed)
+
+    @property
+    def holder_gone(self) -> bool:
+        """Running, claimed by a process of this machine that no longer exists: its worker died."""
+        return bool(
+            self.status == self.Status.RUNNING
+            and self.worker_pid
+            and self.worker_host == socket.gethostname()
+            and not process_alive(self.worker_pid)
+        )
 
     def set_phase(self, phase: str, total: int = 0) -> None:
         self.phase, self.progress_total, self.progress_done = phase, total, 0
@@ -71,6 +98,43 @@ class Job(models.Model):
     def finish(self, status: str = Status.SUCCEEDED, error: str = "") -> None:
         self.status, self.error, self.finished_at = status, error, timezone.now()
         self.save(update_fields=["status", "error", "finished_at"])
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists here (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def fail_orphaned_jobs() -> list[str]:
+    """Fail, with a message, every running job whose worker process on this machine is gone, among the job
+    kinds that do not recover by themselves (a starting worker calls this). Returns "Model #pk" labels."""
+    from django.apps import apps
+
+    ended = []
+    here = socket.gethostname()
+    for model in apps.get_models():
+        if not issubclass(model, Job) or model.RECOVERS_ITSELF:
+            continue
+        for job in model.objects.filter(status=Job.Status.RUNNING, worker_host=here):
+            if not job.holder_gone:
+                continue
+            message = (
+                "its worker stopped while it ran (killed or restarted); what it saved is kept: start it again"
+            )
+            if model.objects.filter(pk=job.pk, status=Job.Status.RUNNING, worker_pid=job.worker_pid).update(
+                status=Job.Status.FAILED, error=message, finished_at=timezone.now()
+            ):
+                ended.append(f"{model.__name__} #{job.pk}")
+    return ended
 
 
 class ProgressReporter:
@@ -326,6 +390,8 @@ class GenerationJob(Job):
     An *import* job holds instruction data written elsewhere (curation/imports.py): it has no selection
     run, and its instances skip the generator and go straight to the discriminator (or to review).
     """
+
+    RECOVERS_ITSELF = True  # a starting worker takes it up again (see Job.RECOVERS_ITSELF)
 
     class Kind(models.TextChoices):
         GENERATE = "generate", "Generated from raw code"

@@ -53,6 +53,20 @@ def rejudge(job_id: int) -> None:
 
 
 @worker_ready.connect
+def fail_orphaned_jobs(sender=None, **kwargs) -> None:
+    """Any worker, once started, fails (with a message) the running jobs whose worker process on this
+    machine is gone, so none stays "running" for ever; the kinds that recover by themselves are left to
+    the handlers below and in training.tasks."""
+    from .models import fail_orphaned_jobs as fail
+
+    try:
+        for label in fail():
+            logger.warning("%s: its worker is gone; marked failed", label)
+    except Exception:  # a database hiccup must not stop the worker from starting
+        logger.exception("could not look for orphaned jobs")
+
+
+@worker_ready.connect
 def resume_running_generation_jobs(sender=None, **kwargs) -> None:
     """A worker that takes the `llm` queue, once started, works on every running generation job again: a
     job whose worker died (a killed worker, a reboot; the filesystem broker never redelivers) goes on by

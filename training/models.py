@@ -195,6 +195,8 @@ class TrainingRun(Job):
     The hyperparameters mirror `training.finetune.TrainConfig` (`train_config()` builds one); the `last_*`
     fields copy the newest step from metrics.jsonl so lists and the dashboard need no file reads."""
 
+    RECOVERS_ITSELF = True  # a starting worker takes it up again (see Job.RECOVERS_ITSELF)
+
     class Method(models.TextChoices):
         FULL = "full", "Full fine-tune"
         LORA = "lora", "LoRA (peft)"
@@ -249,8 +251,6 @@ class TrainingRun(Job):
 
     # Who trains it: a run whose heartbeat is stale lost its worker and may be resumed.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    worker_host = models.CharField(max_length=255, blank=True)
-    worker_pid = models.PositiveIntegerField(null=True, blank=True)
     process_pid = models.PositiveIntegerField(null=True, blank=True, help_text="The training subprocess.")
     cancel_requested = models.BooleanField(default=False)
     resumed_count = models.PositiveIntegerField(default=0)
@@ -287,6 +287,8 @@ class EvaluationRun(Job):
 
     A comparison is two runs made together: the tuned model's run has `compare_with` set to its base's."""
 
+    RECOVERS_ITSELF = True  # a starting worker takes it up again (see Job.RECOVERS_ITSELF)
+
     class Benchmark(models.TextChoices):
         HUMANEVAL = "humaneval", "HumanEval"
 
@@ -315,9 +317,6 @@ class EvaluationRun(Job):
     pass_at_k = models.JSONField(default=dict, blank=True)
     # ModelEvaluation.to_dict(): settings, per-problem completions and outcomes, timings
     results = models.JSONField(default=dict, blank=True)
-    # The worker process that runs it: a later worker on the same machine takes over when that one is gone.
-    worker_host = models.CharField(max_length=255, blank=True)
-    worker_pid = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta(Job.Meta):
         pass

@@ -34,7 +34,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from curation.models import ProgressReporter
+from curation.models import ProgressReporter, process_alive
 from training import exports, finetune
 from training.finetune import TrainConfig
 from training.models import DatasetVersion, EvaluationRun, TrainingRun
@@ -227,21 +227,10 @@ def resume_training(run: TrainingRun) -> str:
 # --- Training runs: the worker's side -------------------------------------------------------------------
 
 
-def _holder_gone(job: TrainingRun | EvaluationRun) -> bool:
-    """The worker holding a running run (or evaluation) is known to be dead: it ran on this machine and its
-    process is gone (no need to wait for a heartbeat to go stale)."""
-    return bool(
-        job.status == TrainingRun.Status.RUNNING
-        and job.worker_pid
-        and job.worker_host == socket.gethostname()
-        and not _alive(job.worker_pid)
-    )
-
-
 def _orphaned(run: TrainingRun) -> bool:
     """A running run that no live worker follows: its heartbeat is stale, or its worker is known dead."""
     stale = run.heartbeat_at is None or run.heartbeat_at < _heartbeat_cutoff()
-    return run.status == TrainingRun.Status.RUNNING and (stale or _holder_gone(run))
+    return run.status == TrainingRun.Status.RUNNING and (stale or run.holder_gone)
 
 
 def requeue_orphaned_runs() -> list[int]:
@@ -254,7 +243,7 @@ def requeue_orphaned_runs() -> list[int]:
         TrainingRun.objects.filter(pk=run.pk).update(phase="queued again: its worker was lost")
         queue_training(run)
     here = EvaluationRun.objects.filter(status=EvaluationRun.Status.RUNNING, worker_host=socket.gethostname())
-    for evaluation in [e for e in here if _holder_gone(e)]:
+    for evaluation in [e for e in here if e.holder_gone]:
         logger.warning("evaluation %s: its worker is gone; queued again", evaluation.pk)
         EvaluationRun.objects.filter(pk=evaluation.pk).update(phase="queued again: its worker was lost")
         queue_evaluation(evaluation)
@@ -265,7 +254,7 @@ def _claim_evaluation(evaluation: EvaluationRun) -> bool:
     """Take a queued evaluation, or a running one whose worker on this machine is gone; one worker wins (a
     message redelivered while a live worker still runs it is dropped)."""
     claimable = Q(status=EvaluationRun.Status.QUEUED)
-    if _holder_gone(evaluation):
+    if evaluation.holder_gone:
         seen = {"worker_pid": evaluation.worker_pid, "worker_host": evaluation.worker_host}
         claimable |= Q(status=EvaluationRun.Status.RUNNING, **seen)
     claimed = EvaluationRun.objects.filter(claimable, pk=evaluation.pk).update(
@@ -287,7 +276,7 @@ def _claim(run: TrainingRun) -> bool:
         Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_heartbeat_cutoff()),
         status=TrainingRun.Status.RUNNING,
     )
-    if _holder_gone(run):  # compare-and-set on what was seen: a live worker's newer heartbeat wins
+    if run.holder_gone:  # compare-and-set on what was seen: a live worker's newer heartbeat wins
         seen = {"worker_pid": run.worker_pid, "heartbeat_at": run.heartbeat_at}
         claimable |= Q(status=TrainingRun.Status.RUNNING, **seen)
     claimed = (
@@ -319,28 +308,15 @@ def _stop_orphan(run: TrainingRun) -> None:
     """A training process left by a dead worker on this machine is asked to stop (it saves a checkpoint),
     so two processes never train in the same folder."""
     pid = run.process_pid
-    if not pid or run.worker_host != socket.gethostname() or not _alive(pid):
+    if not pid or run.worker_host != socket.gethostname() or not process_alive(pid):
         return
     logger.warning("run %s: stopping the training process %s left by a previous worker", run.pk, pid)
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + TERM_GRACE_S
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if process_alive(pid):
         _signal_group(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child not yet reaped) counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
 
 
 def _signal_group(pid: int, sig: int) -> None:

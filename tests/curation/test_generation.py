@@ -339,3 +339,50 @@ def test_a_starting_llm_worker_joins_running_unpaused_jobs_only(db, monkeypatch)
     assert sent == []
     tasks.resume_running_generation_jobs(sender=llm_worker)
     assert sent == [running.pk]
+
+
+def test_a_starting_worker_fails_jobs_whose_worker_died_here_and_leaves_the_rest(db):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from curation import tasks
+    from curation.models import CodeSource, IngestRun, SelectionRun
+    from training.models import TrainingRun
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+    selection = make_selection()  # a finished selection run
+    ingest = IngestRun.objects.create(source=CodeSource.objects.get())
+    assert selection.claim() is False  # finished: not claimed again
+    for model, pk, pid, host in (
+        (SelectionRun, selection.pk, gone.pid, here),
+        (IngestRun, ingest.pk, os.getpid(), here),
+    ):
+        model.objects.filter(pk=pk).update(status="running", worker_pid=pid, worker_host=host)
+    job = generation.create_generation_job(
+        selection_run=selection, tasks=ALL_TASKS, samples_per_task=1, execute=False
+    )
+    GenerationJob.objects.filter(pk=job.pk).update(status="running", worker_pid=gone.pid, worker_host=here)
+
+    tasks.fail_orphaned_jobs(sender=None)
+    selection.refresh_from_db()
+    ingest.refresh_from_db()
+    job.refresh_from_db()
+    assert selection.status == "failed" and "its worker stopped while it ran" in selection.error
+    assert ingest.status == "running"  # its worker (this process) is alive
+    assert job.status == "running"  # generation jobs are taken up again instead
+    assert TrainingRun.RECOVERS_ITSELF and GenerationJob.RECOVERS_ITSELF and not SelectionRun.RECOVERS_ITSELF
+
+
+def test_claim_records_the_worker(db):
+    import os
+    import socket
+
+    job = generation.create_generation_job(
+        selection_run=make_selection(), tasks=ALL_TASKS, samples_per_task=1, execute=False
+    )
+    assert job.claim() and (job.worker_host, job.worker_pid) == (socket.gethostname(), os.getpid())
+    assert not job.holder_gone

@@ -9,6 +9,7 @@ import signal
 import pytest
 from django.urls import reverse
 
+from curation.models import process_alive
 from tests.training.run_factory import build_version_for_training
 from tests.training.tiny_model import build_tiny_model
 from training import finetune, runs
@@ -123,7 +124,7 @@ def test_a_killed_worker_s_run_resumes_from_its_checkpoint(worker, client, admin
     trainer_pid = run.process_pid
     os.kill(first.pid, signal.SIGKILL)  # the worker dies; its training process gets SIGTERM and saves
     first.wait(10)
-    wait_for(lambda: not runs._alive(trainer_pid), timeout=60, logs=tmp_path)
+    wait_for(lambda: not process_alive(trainer_pid), timeout=60, logs=tmp_path)
     checkpoint = finetune.last_checkpoint(run.folder)
     assert checkpoint is not None
     saved_step = int(checkpoint.name.rpartition("-")[2])
