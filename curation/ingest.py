@@ -244,7 +244,8 @@ def create_ingest_run(
 def run_ingest(run_id: int, on_progress=None) -> IngestRun:
     """Ingest the run's source into CodeSamples and record the report; returns the finished run.
 
-    Does nothing when the run was already claimed or finished. Samples are saved in batches, so what was
+    Does nothing when the run already finished (a redelivered message for a running one runs it again:
+    its worker is presumed dead). Samples are saved in batches, so what was
     saved before a failure or a cancellation stays.
     """
     run = IngestRun.objects.select_related("source").get(pk=run_id)

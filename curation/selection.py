@@ -509,7 +509,8 @@ def create_selection_run(
 def run_selection(run_id: int, on_progress=None) -> SelectionRun:
     """Embed the run's pool (reusing stored vectors), pick the KCenterGreedy coreset, measure its radius.
 
-    Does nothing when the run was already claimed or finished. Failures are recorded on the run
+    Does nothing when the run already finished (a redelivered message for a running one runs it again).
+    Failures are recorded on the run
     (status FAILED with a message), never raised; the run is returned either way.
     """
     run = SelectionRun.objects.get(pk=run_id)

@@ -18,7 +18,7 @@ def worker_consumes(sender, queue: str) -> bool:
 
 @shared_task(name="curation.tasks.ingest_source", acks_late=True)
 def ingest_source(run_id: int) -> None:
-    """Run one IngestRun (a redelivered task finds it claimed or finished and does nothing)."""
+    """Run one IngestRun (a redelivered task finds a finished run and does nothing)."""
     ingest.run_ingest(run_id)
 
 
