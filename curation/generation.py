@@ -399,17 +399,7 @@ class _Drain:
         # Calls are written in batches (see flush_calls): one insert per call would make the database,
         # not the LLM, the limit at a hundred calls a second.
         self._calls.append(
-            LLMCall(
-                job=self.job,
-                instance=row,
-                role=role,
-                model=model,
-                error=error,
-                prompt_tokens=completion.prompt_tokens if completion else 0,
-                completion_tokens=completion.completion_tokens if completion else 0,
-                latency_s=completion.latency_s if completion else 0,
-                attempts=completion.attempts if completion else 0,
-            )
+            LLMCall.of(completion, job=self.job, instance=row, role=role, model=model, error=error)
         )
 
     async def flush_calls(self, *, force: bool = False) -> None:

@@ -64,12 +64,20 @@ class Job(models.Model):
         end = self.finished_at or timezone.now()
         return (end - self.started_at).total_seconds()
 
-    def claim(self) -> bool:
+    def claim(self, *, only_from_dead_holder: bool = False) -> bool:
         """Mark the job running, by this process; False when it already finished (a redelivered task then
-        does nothing)."""
+        does nothing). `only_from_dead_holder`: a running job is taken over only when the process that
+        claimed it is gone from this machine (compare-and-set on that holder), so a message redelivered
+        while a live worker still runs the job does nothing either."""
+        claimable = models.Q(status__in=self.ACTIVE)
+        if only_from_dead_holder:
+            claimable = models.Q(status=self.Status.QUEUED)
+            if self.holder_gone:
+                holder = {"worker_host": self.worker_host, "worker_pid": self.worker_pid}
+                claimable |= models.Q(status=self.Status.RUNNING, **holder)
         claimed = (
             type(self)
-            .objects.filter(pk=self.pk, status__in=self.ACTIVE)
+            .objects.filter(claimable, pk=self.pk)
             .update(
                 status=self.Status.RUNNING,
                 started_at=timezone.now(),
@@ -114,6 +122,11 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+ORPHANED_JOB_ERROR = (
+    "its worker stopped while it ran (killed or restarted); what it saved is kept: start it again"
+)
+
+
 def fail_orphaned_jobs() -> list[str]:
     """Fail, with a message, every running job whose worker process on this machine is gone, among the job
     kinds that do not recover by themselves (a starting worker calls this). Returns "Model #pk" labels."""
@@ -127,11 +140,8 @@ def fail_orphaned_jobs() -> list[str]:
         for job in model.objects.filter(status=Job.Status.RUNNING, worker_host=here):
             if not job.holder_gone:
                 continue
-            message = (
-                "its worker stopped while it ran (killed or restarted); what it saved is kept: start it again"
-            )
             if model.objects.filter(pk=job.pk, status=Job.Status.RUNNING, worker_pid=job.worker_pid).update(
-                status=Job.Status.FAILED, error=message, finished_at=timezone.now()
+                status=Job.Status.FAILED, error=ORPHANED_JOB_ERROR, finished_at=timezone.now()
             ):
                 ended.append(f"{model.__name__} #{job.pk}")
     return ended
@@ -594,6 +604,18 @@ class LLMCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} call {self.pk}"
+
+    @classmethod
+    def of(cls, completion, **fields) -> LLMCall:
+        """An unsaved row for one call: tokens, latency and attempts from its `llm.Completion` (None when
+        the call failed: zeros, and `error` says why)."""
+        return cls(
+            prompt_tokens=completion.prompt_tokens if completion else 0,
+            completion_tokens=completion.completion_tokens if completion else 0,
+            latency_s=completion.latency_s if completion else 0,
+            attempts=completion.attempts if completion else 0,
+            **fields,
+        )
 
 
 class PoolExample(models.Model):

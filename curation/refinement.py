@@ -292,15 +292,8 @@ def _unknown_task(slug: str):
 
 def _call_row(model: str, instance: Instance | None, completion: llm.Completion | None, error: str = ""):
     """An (unsaved) LLMCall row: every discriminator-side call is counted, like the generation job's."""
-    return LLMCall(
-        role=LLMCall.Role.DISCRIMINATOR,
-        model=model,
-        instance=instance,
-        error=error,
-        prompt_tokens=completion.prompt_tokens if completion else 0,
-        completion_tokens=completion.completion_tokens if completion else 0,
-        latency_s=completion.latency_s if completion else 0,
-        attempts=completion.attempts if completion else 0,
+    return LLMCall.of(
+        completion, role=LLMCall.Role.DISCRIMINATOR, model=model, instance=instance, error=error
     )
 
 

@@ -1109,6 +1109,11 @@ def launch_command(
     return [*command, *entry]
 
 
+def killed(returncode: int | None) -> bool:
+    """A SIGKILL exit (direct, or as a shell or launcher reports it): most often the out-of-memory killer."""
+    return returncode in (-signal.SIGKILL, 137)
+
+
 def describe_exit(returncode: int | None) -> str:
     """What a training subprocess's exit status means, for a run whose result.json says nothing."""
     if returncode == 0:

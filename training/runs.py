@@ -95,6 +95,10 @@ def _heartbeat_cutoff():
     return timezone.now() - timedelta(seconds=stale)
 
 
+def _heartbeat_stale(run: TrainingRun) -> bool:
+    return run.heartbeat_at is None or run.heartbeat_at < _heartbeat_cutoff()
+
+
 # --- Training runs: creating and checking ---------------------------------------------------------------
 
 
@@ -200,9 +204,7 @@ def can_resume(run: TrainingRun) -> bool:
     """A failed or cancelled run, or one still marked running whose worker stopped writing."""
     if run.status in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
         return True
-    return run.status == TrainingRun.Status.RUNNING and (
-        run.heartbeat_at is None or run.heartbeat_at < _heartbeat_cutoff()
-    )
+    return run.status == TrainingRun.Status.RUNNING and _heartbeat_stale(run)
 
 
 def resume_training(run: TrainingRun) -> str:
@@ -229,8 +231,7 @@ def resume_training(run: TrainingRun) -> str:
 
 def _orphaned(run: TrainingRun) -> bool:
     """A running run that no live worker follows: its heartbeat is stale, or its worker is known dead."""
-    stale = run.heartbeat_at is None or run.heartbeat_at < _heartbeat_cutoff()
-    return run.status == TrainingRun.Status.RUNNING and (stale or run.holder_gone)
+    return run.status == TrainingRun.Status.RUNNING and (_heartbeat_stale(run) or run.holder_gone)
 
 
 def requeue_orphaned_runs() -> list[int]:
@@ -248,24 +249,6 @@ def requeue_orphaned_runs() -> list[int]:
         EvaluationRun.objects.filter(pk=evaluation.pk).update(phase="queued again: its worker was lost")
         queue_evaluation(evaluation)
     return [run.pk for run in orphans]
-
-
-def _claim_evaluation(evaluation: EvaluationRun) -> bool:
-    """Take a queued evaluation, or a running one whose worker on this machine is gone; one worker wins (a
-    message redelivered while a live worker still runs it is dropped)."""
-    claimable = Q(status=EvaluationRun.Status.QUEUED)
-    if evaluation.holder_gone:
-        seen = {"worker_pid": evaluation.worker_pid, "worker_host": evaluation.worker_host}
-        claimable |= Q(status=EvaluationRun.Status.RUNNING, **seen)
-    claimed = EvaluationRun.objects.filter(claimable, pk=evaluation.pk).update(
-        status=EvaluationRun.Status.RUNNING,
-        started_at=timezone.now(),
-        error="",
-        worker_host=socket.gethostname(),
-        worker_pid=os.getpid(),
-    )
-    evaluation.refresh_from_db()
-    return bool(claimed)
 
 
 def _claim(run: TrainingRun) -> bool:
@@ -337,6 +320,20 @@ def _die_with_parent() -> None:
         pass
 
 
+def _spawn(command: list[str], **streams: Any) -> subprocess.Popen:
+    """Start a training or evaluation subprocess in the project root, offline, in its own session (a signal
+    reaches all its processes) and, on Linux, ended with the worker (`_die_with_parent`)."""
+    return subprocess.Popen(
+        command,
+        cwd=finetune.PROJECT_ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        **streams,
+    )
+
+
 def _prepare_data(run: TrainingRun) -> Path:
     """The version's Alpaca JSON in the run's folder (exported once; a resumed run reuses it)."""
     path = data_file(run)
@@ -386,16 +383,7 @@ def run_training(
         return _end(run, TrainingRun.Status.FAILED, f"could not start: {exc}", "failed")
     run.set_phase("starting" if checkpoint is None else f"resuming from {checkpoint.name}")
     with open(folder / PROCESS_LOG, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=finetune.PROJECT_ROOT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: a cancel signals every rank at once
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        process = _spawn(command, stdout=log, stderr=subprocess.STDOUT)  # a cancel signals every rank
     TrainingRun.objects.filter(pk=run.pk).update(process_pid=process.pid)
     watch = _Watch(run, process, on_progress)
     while process.poll() is None:
@@ -494,7 +482,7 @@ def _finish_training(run: TrainingRun, returncode: int | None, *, cancelled: boo
     if status == finetune.STOPPED:  # a SIGTERM that was not ours: the worker's machine shutting down
         return _end(run, TrainingRun.Status.FAILED, f"interrupted{saved}", "interrupted", **fields)
     meaning = finetune.describe_exit(returncode)
-    kind = "out_of_memory" if returncode in (-signal.SIGKILL, 137) else "crashed"
+    kind = "out_of_memory" if finetune.killed(returncode) else "crashed"
     tail = _tail(run.folder / PROCESS_LOG, 8)
     message = f"the training process {meaning}{saved}" + (f"\n{tail}" if tail else "")
     return _end(run, TrainingRun.Status.FAILED, message, kind, **fields)
@@ -655,7 +643,7 @@ def run_evaluation(
         evaluation = EvaluationRun.objects.get(pk=evaluation_id)
     except EvaluationRun.DoesNotExist:
         return None
-    if not _claim_evaluation(evaluation):
+    if not evaluation.claim(only_from_dead_holder=True):
         return None
     reporter = ProgressReporter(evaluation, on_progress)
     folder = evaluation_folder(evaluation)
@@ -667,16 +655,8 @@ def run_evaluation(
         evaluation.finish(EvaluationRun.Status.FAILED, f"could not start: {exc}")
         return evaluation
     with log:
-        process = subprocess.Popen(
-            evaluation_command(evaluation, folder),
-            cwd=finetune.PROJECT_ROOT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        process = _spawn(
+            evaluation_command(evaluation, folder), stdout=subprocess.PIPE, stderr=log, text=True
         )
         for line in process.stdout:  # one JSON object per progress report: phase, done, total
             try:
@@ -709,7 +689,7 @@ def _evaluation_failure(folder: Path, returncode: int) -> str:
     errors = [line for line in tail.splitlines() if line.startswith("error: ")]
     if errors:
         return errors[-1].removeprefix("error: ")
-    if returncode in (-signal.SIGKILL, 137):
+    if finetune.killed(returncode):
         return (
             "the evaluation process was killed (SIGKILL): most often out of memory; lower the batch size or "
             "max new tokens, or evaluate on a machine with more memory" + (f"\n{tail}" if tail else "")
