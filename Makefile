@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: demo test setup chromium lint bench llm-engine-rebuild
+.PHONY: demo test setup sandbox chromium lint bench llm-engine-rebuild
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,7 +32,16 @@ llm-engine-rebuild: $(VENV)/.installed
 	  || echo "llama-cpp-python did not rebuild: the offline LLM runs in-process with transformers instead."
 	$(PY) -m curation.llm || true
 
-setup: $(VENV)/.installed $(VENV)/.llm-engine
+setup: $(VENV)/.installed $(VENV)/.llm-engine sandbox
+
+# Generated code runs only inside bubblewrap (Debian's `bubblewrap`) with a seccomp filter (libseccomp);
+# without them the app still runs, and says on the dashboard that generated code is not run.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || { \
+	  echo "Installing Debian's bubblewrap and libseccomp2 for the code sandbox"; \
+	  $(SUDO) apt-get install -y -q bubblewrap libseccomp2 >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q bubblewrap libseccomp2 >/dev/null; } \
+	  || echo "bubblewrap could not be installed: generated code will not be run (see the dashboard)."; }
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download does not work offline).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)

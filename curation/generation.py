@@ -495,6 +495,8 @@ def execute_instance(row: Instance) -> tuple[str, str]:
         return "skipped", "only Python code outputs are executed"
     code = row.output + ("\n\n" + row.tests if row.tests else "")
     result = sandbox.run_python(code)
+    if result.not_run:
+        return "not run", result.reason
     if result.ok:
         return "passed", (result.stdout or "")[-2000:]
     status = "timeout" if result.timed_out else "failed"

