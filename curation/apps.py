@@ -16,3 +16,7 @@ class CurationConfig(AppConfig):
     def ready(self) -> None:
         # Every database gets the four tasks with version 1 of their prompts and principles.
         post_migrate.connect(_ensure_catalog, sender=self, dispatch_uid="curation.ensure_catalog")
+        # A password change ends the user's API tokens.
+        from .tokens import connect_signals
+
+        connect_signals()

@@ -8,6 +8,8 @@ Editing creates a new version; instances record the versions they were made and 
 
 from __future__ import annotations
 
+import re
+
 from django.db import transaction
 from django.db.models import Max
 
@@ -202,6 +204,8 @@ def validate_rules(rules: list[dict]) -> list[dict]:
             raise ValueError(f"Rule {n}: the id {rule_id!r} is used twice.")
         if not question:
             raise ValueError(f"Rule {n} ({rule_id}): the question is empty.")
+        if re.search("[\x00\ud800-\udfff]", question):  # PostgreSQL's JSON refuses both
+            raise ValueError(f"Rule {n} ({rule_id}): the question holds a NUL character or a lone surrogate.")
         seen.add(rule_id)
         cleaned.append({"id": rule_id, "question": question})
     return cleaned

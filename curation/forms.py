@@ -3,6 +3,21 @@
 from django import forms
 from django.conf import settings
 
+from . import params
+
+
+class IdMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Model choices by primary key that refuses what no id column holds before it queries: SQLite
+    raises OverflowError for an integer past 64 bits in `pk__in`, where an exact lookup finds nothing."""
+
+    def _check_values(self, value):
+        for pk in value:
+            if params.whole_number(str(pk)) is None:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"], code="invalid_choice", params={"value": pk}
+                )
+        return super()._check_values(value)
+
 
 class IngestForm(forms.Form):
     upload = forms.FileField(
@@ -14,8 +29,12 @@ class IngestForm(forms.Form):
         max_length=1000,
         help_text="Or a folder or git checkout on the server (within the allowed roots).",
     )
-    min_chars = forms.IntegerField(min_value=1, initial=settings.INGEST_MIN_CHARS)
-    max_chars = forms.IntegerField(min_value=1, initial=settings.INGEST_MAX_CHARS)
+    min_chars = forms.IntegerField(
+        min_value=1, max_value=params.INGEST_CHARS_MAX, initial=settings.INGEST_MIN_CHARS
+    )
+    max_chars = forms.IntegerField(
+        min_value=1, max_value=params.INGEST_CHARS_MAX, initial=settings.INGEST_MAX_CHARS
+    )
     use_blacklist = forms.BooleanField(
         required=False, initial=True, help_text="Drop code with Code Alpaca's blacklisted words."
     )
@@ -30,8 +49,12 @@ class IngestForm(forms.Form):
 
 
 class SelectionForm(forms.Form):
-    k = forms.IntegerField(min_value=1, initial=100, label="k (samples to pick)")
-    seed = forms.IntegerField(initial=0, help_text="Draws the first center.")
+    k = forms.IntegerField(
+        min_value=1, max_value=params.SELECTION_K_MAX, initial=100, label="k (samples to pick)"
+    )
+    seed = forms.IntegerField(
+        min_value=0, max_value=params.SEED_MAX, initial=0, help_text="Draws the first center."
+    )
     model_name = forms.CharField(
         max_length=300,
         initial=settings.EMBEDDING_MODEL,
@@ -50,13 +73,18 @@ class GenerationJobForm(forms.Form):
     selection_run = forms.ModelChoiceField(queryset=None, empty_label=None)
     tasks = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
     samples_per_task = forms.IntegerField(
-        min_value=1, initial=5, help_text="Raw samples from the selection per task."
+        min_value=1,
+        max_value=params.SAMPLES_PER_TASK_MAX,
+        initial=5,
+        help_text="Raw samples from the selection per task.",
     )
-    instances_per_sample = forms.IntegerField(min_value=1, max_value=20, initial=1)
+    instances_per_sample = forms.IntegerField(
+        min_value=1, max_value=params.INSTANCES_PER_SAMPLE_MAX, initial=1
+    )
     generator_model = forms.CharField(max_length=200, initial=settings.LLM_GENERATOR_MODEL)
     discriminator_model = forms.CharField(max_length=200, initial=settings.LLM_DISCRIMINATOR_MODEL)
     concurrency = forms.IntegerField(
-        min_value=1, max_value=256, initial=8, help_text="Requests in flight at once."
+        min_value=1, max_value=params.CONCURRENCY_MAX, initial=8, help_text="Requests in flight at once."
     )
     execute = forms.BooleanField(
         required=False, initial=True, help_text="Run Python outputs and asserts in the sandbox."
@@ -100,18 +128,26 @@ class PrinciplesForm(forms.Form):
 class RefinementForm(forms.Form):
     task = forms.ChoiceField(choices=())
     heldout_fraction = forms.FloatField(
-        min_value=0.05,
-        max_value=0.9,
+        min_value=params.REFINEMENT_HELDOUT_FRACTION[0],
+        max_value=params.REFINEMENT_HELDOUT_FRACTION[1],
         initial=0.3,
         help_text="Share of the reviewed instances kept aside to check the proposal.",
     )
     max_cases = forms.IntegerField(
-        min_value=1, max_value=200, initial=40, help_text="Disagreement cases shown to the LLM."
+        min_value=1,
+        max_value=params.REFINEMENT_CASES_MAX,
+        initial=40,
+        help_text="Disagreement cases shown to the LLM.",
     )
     max_heldout = forms.IntegerField(
-        min_value=1, max_value=1000, initial=60, help_text="Held-out instances judged in the check."
+        min_value=1,
+        max_value=params.REFINEMENT_HELDOUT_MAX,
+        initial=60,
+        help_text="Held-out instances judged in the check.",
     )
-    seed = forms.IntegerField(min_value=0, initial=0, help_text="Draws the held-out part.")
+    seed = forms.IntegerField(
+        min_value=0, max_value=params.SEED_MAX, initial=0, help_text="Draws the held-out part."
+    )
     model = forms.CharField(max_length=200, initial=settings.LLM_DISCRIMINATOR_MODEL)
 
     def __init__(self, *args, **kwargs) -> None:
@@ -144,7 +180,7 @@ class RejudgeForm(forms.Form):
 
 
 class ReviewEditForm(forms.Form):
-    expected_version = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
+    expected_version = forms.IntegerField(min_value=0, max_value=params.INT32_MAX, widget=forms.HiddenInput)
     instruction = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
     input = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 6}))
     output = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 10}))
@@ -153,7 +189,9 @@ class ReviewEditForm(forms.Form):
 
 
 class ReviewRejectForm(forms.Form):
-    expected_version = forms.IntegerField(min_value=0, required=False, widget=forms.HiddenInput)
+    expected_version = forms.IntegerField(
+        min_value=0, max_value=params.INT32_MAX, required=False, widget=forms.HiddenInput
+    )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
     rules = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
 
@@ -164,7 +202,9 @@ class ReviewRejectForm(forms.Form):
 
 class ResolveForm(forms.Form):
     decision = forms.ChoiceField(choices=[("accept", "Accept"), ("reject", "Reject")])
-    revision = forms.IntegerField(required=False, help_text="Accept this revision's text.")
+    revision = forms.IntegerField(
+        min_value=1, max_value=params.ID_MAX, required=False, help_text="Accept this revision's text."
+    )
     reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     rules = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
 
@@ -176,4 +216,6 @@ class ResolveForm(forms.Form):
 class BulkDecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("accept", "Accept"), ("reject", "Reject")])
     reason = forms.CharField(required=False, max_length=2000)
-    confirm_count = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+    confirm_count = forms.IntegerField(
+        required=False, min_value=0, max_value=params.INT32_MAX, widget=forms.HiddenInput
+    )

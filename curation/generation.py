@@ -126,8 +126,9 @@ def create_generation_job(
         tasks=list(dict.fromkeys(tasks)),
         samples_per_task=samples_per_task,
         instances_per_sample=instances_per_sample,
-        generator_model=generator_model or settings.LLM_GENERATOR_MODEL,
-        discriminator_model=discriminator_model or settings.LLM_DISCRIMINATOR_MODEL,
+        # An offline model that cannot run here is recorded as the one that will stand in for it.
+        generator_model=llm.resolve_model(generator_model or settings.LLM_GENERATOR_MODEL),
+        discriminator_model=llm.resolve_model(discriminator_model or settings.LLM_DISCRIMINATOR_MODEL),
         concurrency=concurrency,
         execute=execute,
         few_shot=settings.FEW_SHOT if few_shot is None else few_shot,

@@ -9,7 +9,8 @@ tag, or a language the instruction names).
 
 A file with errors imports nothing unless the caller asks for the valid records only, and every error
 names its line: invalid UTF-8 or JSON, a record that is not an object, a missing, empty or wrongly typed
-field, a conversation without an answer. A file over the size limit is refused before it is read.
+field, text no database can store (a NUL character, a lone surrogate escape such as `\\ud800`), a
+conversation without an answer. A file over the size limit is refused before it is read.
 
 An import is a `GenerationJob` of kind `import`. With `judge`, its instances wait for the discriminator on
 the `llm` queue like generated ones (they skip the generator and its checks); without, they go straight
@@ -78,6 +79,9 @@ _SUMMARY = re.compile(
     r"comment on)\b",
     re.I,
 )
+# A NUL (PostgreSQL refuses it in text) or a lone surrogate (a "\ud800" escape without its pair: no
+# character, so no UTF-8 encoder or database takes it; json.loads joins a valid pair into one character).
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 _CODE_LINE = re.compile(
     r"^\s*(def |class |import |from \S+ import|return\b|#include|public |function\b|}|.*[;{]\s*$)"
 )
@@ -204,7 +208,16 @@ def _string(record: dict, names: tuple[str, ...], *, required: bool) -> str:
         raise _Bad(f"field {name!r} must be a string, got {_type_name(value)}")
     if required and not value.strip():
         raise _Bad(f"field {name!r} is empty")
-    return value.replace("\r\n", "\n").replace("\x00", "")
+    return _text(value, f"field {name!r}")
+
+
+def _text(value: str, where: str) -> str:
+    """`value` with plain newlines; _Bad when it holds what no database can store (see _NOT_TEXT)."""
+    if match := _NOT_TEXT.search(value):
+        char = match.group()
+        what = "a NUL character" if char == "\x00" else f"a lone surrogate (\\u{ord(char):04x})"
+        raise _Bad(f"{where} contains {what} at character {match.start() + 1}")
+    return value.replace("\r\n", "\n")
 
 
 def _type_name(value: Any) -> str:
@@ -237,7 +250,7 @@ def _conversation(turns: Any, name: str, parsed: ParsedFile) -> tuple[str, str]:
         raise _Bad(f"the first exchange of {name!r} is empty")
     if any(role in USER_ROLES for role, _ in texts[answer + 1 :]):
         parsed.notes["multi-turn conversations: only the first exchange imported"] += 1
-    return instruction.replace("\r\n", "\n"), output.replace("\r\n", "\n")
+    return _text(instruction, f"turn {user + 1} of {name!r}"), _text(output, f"turn {answer + 1} of {name!r}")
 
 
 def _record(value: Any, line: int, parsed: ParsedFile, task: str | None, language: str) -> ImportRecord:
@@ -361,7 +374,7 @@ def read_file(
     name = name or (
         os.path.basename(source) if isinstance(source, str | Path) else getattr(source, "name", "upload")
     )
-    parsed = ParsedFile(Path(str(name)).name)
+    parsed = ParsedFile(_clean_name(Path(str(name)).name))
     if task and task not in CodeTask.Slug.values:
         raise ValueError(f"Unknown task {task!r}; one of {', '.join(CodeTask.Slug.values)}.")
     limit = max_bytes if max_bytes is not None else getattr(settings, "IMPORT_MAX_BYTES", DEFAULT_MAX_BYTES)
@@ -404,6 +417,11 @@ def read_file(
         if isinstance(source, str | Path):
             handle.close()
     return parsed
+
+
+def _clean_name(name: str) -> str:
+    """A file name the report and each instance's source can hold: without NUL or lone surrogates."""
+    return name.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 # --- Importing -------------------------------------------------------------------------------------------

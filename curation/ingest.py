@@ -108,6 +108,24 @@ _MINHASH_SCHEME = "affine32"
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
 _MERGE_RECENT = 100_000  # band hashes of this run kept in a set (~70 bytes each) before joining the array
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
+_URL_CREDENTIALS = re.compile(r"(://)[^/\s:@]+:[^/\s@]+@")
+
+
+def _server_path_pattern() -> re.Pattern[str] | None:
+    """Absolute paths under this server's own folders (temporary files, the var folder, the checkout)."""
+    return _path_pattern(tempfile.gettempdir(), str(settings.VAR_DIR), str(settings.BASE_DIR))
+
+
+@lru_cache(maxsize=8)
+def _path_pattern(*roots: str) -> re.Pattern[str] | None:
+    folders = {os.path.realpath(root) for root in roots} | set(roots)
+    folders = {folder.rstrip(os.sep) for folder in folders if folder.rstrip(os.sep)}
+    if not folders:
+        return None
+    alternatives = "|".join(re.escape(folder) for folder in sorted(folders, key=len, reverse=True))
+    return re.compile(rf"(?:{alternatives})(?:{re.escape(os.sep)}[^\s'\":,;)\]]*)?(?![\w.-])")
+
+
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -176,11 +194,13 @@ def validate_options(options: dict[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def detect_kind(location: str | Path) -> str:
-    """Tell what kind of source `location` is, or raise ValueError."""
+def detect_kind(location: str | Path, *, label: str | None = None) -> str:
+    """Tell what kind of source `location` is, or raise ValueError. Messages name it `label` when given
+    (an upload's own name rather than where the server stored it)."""
     text = str(location)
     if _GIT_URL.match(text):
         return Kind.GIT
+    shown = label or text
     path = Path(text).expanduser()
     name = path.name.lower()
     if path.is_dir():
@@ -192,9 +212,9 @@ def detect_kind(location: str | Path) -> str:
     if name.endswith(".parquet"):
         return Kind.PARQUET
     if not path.exists():
-        raise ValueError(f"{text} does not exist")
+        raise ValueError(f"{shown} does not exist")
     raise ValueError(
-        f"cannot tell what kind of source {text} is: expected a folder, a git URL, an archive "
+        f"cannot tell what kind of source {shown} is: expected a folder, a git URL, an archive "
         "(.zip, .tar.gz, .tgz, .tar), JSON Lines (.jsonl, .jsonl.gz, .json) or Parquet (.parquet)"
     )
 
@@ -216,7 +236,7 @@ def create_ingest_run(
     text = str(location).strip()
     if not text:
         raise ValueError("location is empty")
-    kind = kind or detect_kind(upload_path or text)
+    kind = kind or (detect_kind(upload_path, label=text) if upload_path else detect_kind(text))
     if kind not in Kind.values:
         raise ValueError(f"unknown source kind {kind!r}; expected one of {', '.join(Kind.values)}")
     merged = validate_options(options)
@@ -250,6 +270,7 @@ def run_ingest(run_id: int, on_progress=None) -> IngestRun:
     """
     run = IngestRun.objects.select_related("source").get(pk=run_id)
     if not run.claim():
+        delete_upload(run)  # it ended (or was cancelled before it started): nothing reads the upload again
         return run
     ingest = None
     try:
@@ -261,15 +282,46 @@ def run_ingest(run_id: int, on_progress=None) -> IngestRun:
     except SourceError as exc:
         if ingest:
             ingest.save_report()
-        run.finish(IngestRun.Status.FAILED, error=str(exc))
+        run.finish(IngestRun.Status.FAILED, error=_scrub(str(exc), ingest))
     except Exception as exc:
         logger.exception("ingest run %s failed", run.pk)
         if ingest:
             ingest.save_report()
-        run.finish(IngestRun.Status.FAILED, error=f"unexpected error: {type(exc).__name__}: {exc}")
+        message = f"unexpected error: {type(exc).__name__}: {exc}"
+        run.finish(IngestRun.Status.FAILED, error=_scrub(message, ingest))
     else:
         run.finish(IngestRun.Status.SUCCEEDED)
+    finally:
+        # A worker killed mid-run leaves the run running and the upload in place for the redelivered task.
+        if run.status not in IngestRun.ACTIVE:
+            delete_upload(run)
     return run
+
+
+def delete_upload(run: IngestRun) -> None:
+    """Remove the run's stored upload, if it has one in the uploads folder (never any other file)."""
+    if not run.upload_path:
+        return
+    stored = Path(run.upload_path)
+    try:
+        if stored.resolve().parent == Path(settings.UPLOADS_DIR).resolve():
+            stored.unlink(missing_ok=True)
+    except OSError:
+        logger.warning("could not delete the upload of ingest run %s", run.pk, exc_info=True)
+
+
+def _scrub(text: str, ingest: _Ingest | None = None) -> str:
+    """`text` without this server's absolute paths: those the run knows become what people know them by
+    (relative to the source, an upload's own name), others under the server's own folders (temporary
+    files, the var folder) their last part. The source's location is kept: the curator gave it."""
+    keep = ""
+    if ingest is not None:
+        text, keep = ingest.relabel(text), ingest.source.location
+    pattern = _server_path_pattern()
+    if pattern:
+        pieces = text.split(keep) if len(keep) > 1 else [text]
+        text = keep.join(pattern.sub(lambda m: Path(m.group(0)).name, piece) for piece in pieces)
+    return _URL_CREDENTIALS.sub(r"\1[redacted]@", text)
 
 
 @dataclass
@@ -306,12 +358,30 @@ class _Ingest:
         self.pending_hashes: set[str] = set()
         self.near_dups: _BandIndex | None = None
         self._saved_at = 0.0
+        # Server paths and what messages show instead: an upload by its own name, unpacked or cloned
+        # files relative to their folder.
+        self.hidden_paths: list[tuple[str, str]] = []
+        if run.upload_path:
+            self.show_as(run.upload_path, Path(self.source.location).name)
+
+    def relabel(self, text: str) -> str:
+        """`text` with the paths given to `show_as` replaced by what they are shown as."""
+        for path, shown in self.hidden_paths:
+            text = text.replace(path + os.sep, shown + "/" if shown else "").replace(path, shown or ".")
+        return text
+
+    def show_as(self, path: str | Path, shown: str = "") -> None:
+        """Show `path` as `shown` in messages (and what is under it relative to it)."""
+        self.hidden_paths.append((str(path), shown))
+        self.hidden_paths.sort(key=lambda pair: len(pair[0]), reverse=True)  # the most specific first
 
     # -- bookkeeping -----------------------------------------------------------------------------------
 
     def error(self, path: str, message: str) -> None:
         if len(self.report["errors"]) < _MAX_ERRORS:
-            self.report["errors"].append({"path": _clean(path, 1000), "error": _clean(message, 2000)})
+            # A member's name is the archive's content, shown as it is; messages lose this server's paths.
+            entry = {"path": _clean(self.relabel(path), 1000), "error": _clean(_scrub(message, self), 2000)}
+            self.report["errors"].append(entry)
         else:
             self.report["errors_omitted"] += 1
 
@@ -340,6 +410,11 @@ class _Ingest:
         path = Path(self.run.upload_path or self.source.location)
         kind = self.source.kind
         if kind != Kind.GIT and not path.exists():  # before indexing the corpus, which can take a while
+            if self.run.upload_path:
+                raise SourceError(
+                    f"the uploaded file {Path(self.source.location).name} is no longer on the server; "
+                    "upload it again"
+                )
             raise SourceError(f"{path} does not exist")
         self._seed_near_dups()
         if kind == Kind.DIRECTORY:
@@ -380,6 +455,7 @@ class _Ingest:
             self.ingest_directory(checkout)
             return
         with tempfile.TemporaryDirectory(prefix="wavecoder-clone-") as tmp:
+            self.show_as(tmp)
             self.progress.start("cloning", 0)
             dest = Path(tmp) / "repo"
             # protocol.ext.allow=never: a crafted "ext::" URL must not run commands; "--" ends options.
@@ -410,6 +486,8 @@ class _Ingest:
         label = Path(self.source.location).name
         with tempfile.TemporaryDirectory(prefix="wavecoder-archive-") as tmp:
             dest = Path(tmp)
+            self.show_as(tmp)
+            self.show_as(dest.resolve())
             try:
                 if archive.name.lower().endswith(".zip") or zipfile.is_zipfile(archive):
                     self._unpack_zip(archive, dest)
@@ -418,7 +496,7 @@ class _Ingest:
             except _ARCHIVE_ERRORS as exc:
                 self.error(label, f"corrupt or unreadable archive: {exc}")
             except OSError as exc:
-                self.error(label, f"cannot read the archive: {exc}")
+                self.error(label, f"cannot read the archive: {exc.strerror or exc}")
             # Members unpacked before a problem are still ingested.
             entries = list(dest.iterdir())
             root = entries[0] if len(entries) == 1 and entries[0].is_dir() else dest  # GitHub's "repo-main/"
@@ -702,8 +780,7 @@ class _Ingest:
     # -- archives --------------------------------------------------------------------------------------
 
     def _unpack_zip(self, archive: Path, dest: Path) -> None:
-        budget, ratio = settings.INGEST_MAX_ARCHIVE_BYTES, settings.INGEST_MAX_ARCHIVE_RATIO
-        unpacked = 0
+        guard = _ArchiveGuard(archive.stat().st_size)
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             self.progress.start("unpacking", len(members))
@@ -718,22 +795,20 @@ class _Ingest:
                 if problem:
                     self.error(name, f"refused archive member: {problem}")
                     continue
-                if info.file_size > max(info.compress_size * ratio, _RATIO_FLOOR_BYTES):
-                    member_ratio = info.file_size / max(info.compress_size, 1)
-                    self.error(name, _bomb_message(f"compression ratio {member_ratio:,.0f}:1", ratio))
+                # Zip members are independent: after a member too large for what is left, a smaller one
+                # may still be unpacked; past the total ratio, nothing more is.
+                refusal = guard.refusal(info.file_size, compressed=info.compress_size, stop_when_full=False)
+                if refusal:
+                    self.error(name, refusal.message)
+                    if refusal.stop:
+                        return
                     continue
-                if unpacked + info.file_size > budget:
-                    self.error(name, _over_budget_message(budget))
-                    continue
-                # Zip members are independent: after a refusal, the next one can still be unpacked.
                 with _member_errors(self, name):
                     with zf.open(info) as src:
-                        unpacked += _copy_limited(src, _member_target(dest, name), info.file_size)
+                        guard.add(_copy_limited(src, _member_target(dest, name), info.file_size))
 
     def _unpack_tar(self, archive: Path, dest: Path) -> None:
-        budget, ratio = settings.INGEST_MAX_ARCHIVE_BYTES, settings.INGEST_MAX_ARCHIVE_RATIO
-        archive_size = max(archive.stat().st_size, 1)
-        unpacked = 0
+        guard = _ArchiveGuard(archive.stat().st_size)
         self.progress.start("unpacking", 0)
         try:
             tf = tarfile.open(archive, "r:*")
@@ -754,18 +829,49 @@ class _Ingest:
                     continue
                 # A compressed tar is one stream: skipping a huge member still means decompressing it, so a
                 # bomb stops the unpacking; what came before it is kept.
-                after = unpacked + member.size
-                if after > budget:
-                    self.error(name, _over_budget_message(budget) + "; stopped unpacking")
-                    return
-                if after > _RATIO_FLOOR_BYTES and after / archive_size > ratio:
-                    growth = f"the archive would expand {after / archive_size:,.0f} times its size"
-                    self.error(name, _bomb_message(growth, ratio) + "; stopped unpacking")
+                refusal = guard.refusal(member.size, stop_when_full=True)
+                if refusal:
+                    self.error(name, refusal.message)
                     return
                 with _member_errors(self, name):
                     src = tf.extractfile(member)
                     with src:
-                        unpacked += _copy_limited(src, _member_target(dest, name), member.size)
+                        guard.add(_copy_limited(src, _member_target(dest, name), member.size))
+
+
+@dataclass
+class _Refusal:
+    message: str
+    stop: bool  # stop unpacking the archive, rather than skip this member
+
+
+class _ArchiveGuard:
+    """What an archive may unpack to, counted over all its members together, for zip and tar alike: at
+    most INGEST_MAX_ARCHIVE_BYTES, and (past the first MB) at most INGEST_MAX_ARCHIVE_RATIO times the size
+    of the archive itself; a zip member's own compression ratio, which its header declares, is checked
+    too. A bomb split into many small members passes every per-member check but not these."""
+
+    def __init__(self, archive_size: int) -> None:
+        self.budget, self.ratio = settings.INGEST_MAX_ARCHIVE_BYTES, settings.INGEST_MAX_ARCHIVE_RATIO
+        self.archive_size = max(archive_size, 1)
+        self.unpacked = 0  # bytes written so far
+
+    def refusal(self, size: int, *, compressed: int | None = None, stop_when_full: bool) -> _Refusal | None:
+        """Why a member of `size` bytes (declared) may not be unpacked, or None when it may."""
+        if compressed is not None and size > max(compressed * self.ratio, _RATIO_FLOOR_BYTES):
+            member_ratio = size / max(compressed, 1)
+            return _Refusal(_bomb_message(f"compression ratio {member_ratio:,.0f}:1", self.ratio), stop=False)
+        after = self.unpacked + size
+        if after > self.budget:
+            message = _over_budget_message(self.budget)
+            return _Refusal(message + "; stopped unpacking" if stop_when_full else message, stop_when_full)
+        if after > _RATIO_FLOOR_BYTES and after / self.archive_size > self.ratio:
+            growth = f"the archive would expand {after / self.archive_size:,.0f} times its size"
+            return _Refusal(_bomb_message(growth, self.ratio) + "; stopped unpacking", stop=True)
+        return None
+
+    def add(self, written: int) -> None:
+        self.unpacked += written
 
 
 class _BandIndex:

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
+from wavecoder_site.files import open_private, private_dir
+
 from . import generation, ingest, refinement, selection
 from . import tasks as tasks_module
 from .models import GenerationJob, IngestRun, RefinementRun, RejudgeJob, SelectionRun
@@ -26,14 +28,34 @@ def allowed_server_path(user, raw: str) -> Path:
     return path
 
 
+def _too_large(size: int, limit: int) -> ValueError:
+    return ValueError(
+        f"The upload is {size / 2**20:,.1f} MB, over the {limit / 2**20:,.0f} MB limit for ingest uploads "
+        "(WAVECODER_MAX_UPLOAD_MB). Split it, or ask an admin to ingest it from a server folder."
+    )
+
+
 def store_upload(upload: UploadedFile) -> Path:
-    """Stream an uploaded file to the uploads folder, keeping its name (and so its kind) readable."""
-    folder = settings.UPLOADS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    """Stream an uploaded file to the uploads folder (0600), keeping its name (and so its kind) readable.
+    ValueError, and nothing kept, when it is over INGEST_MAX_UPLOAD_BYTES. The ingest run deletes it
+    once it has read it."""
+    limit = settings.INGEST_MAX_UPLOAD_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise _too_large(upload.size, limit)
+    folder = private_dir(settings.UPLOADS_DIR)
     stored = folder / f"{uuid.uuid4().hex[:12]}-{Path(upload.name).name.replace(' ', '_')}"
-    with open(stored, "wb") as out:
-        for chunk in upload.chunks():
-            out.write(chunk)
+    written = 0
+    out = open_private(stored)
+    try:
+        with out:
+            for chunk in upload.chunks():
+                written += len(chunk)
+                if written > limit:  # a size the upload did not declare
+                    raise _too_large(written, limit)
+                out.write(chunk)
+    except BaseException:
+        stored.unlink(missing_ok=True)
+        raise
     return stored
 
 
@@ -41,9 +63,11 @@ def start_ingest(*, user, upload: UploadedFile | None = None, path: str = "", op
     """Create an ingest run from an upload or a server path and queue it. Raises ValueError on bad input."""
     if upload is not None:
         stored = store_upload(upload)
+        name = Path(upload.name).name
         try:
+            # Its location is the name it was uploaded as: where the server keeps it is nobody's business.
             run = ingest.create_ingest_run(
-                stored, name=Path(upload.name).name, user=user, options=options, upload_path=str(stored)
+                name, name=name, user=user, options=options, upload_path=str(stored)
             )
         except ValueError:
             stored.unlink(missing_ok=True)

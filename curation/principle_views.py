@@ -8,12 +8,25 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import analytics, catalog, charts, launch, pools, refinement
 from .forms import RefinementForm, RejudgeForm
 from .models import CodeTask, PoolExample, PrincipleVersion, RefinementRun, RejudgeJob
 from .roles import CURATOR, role_required
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    """The form's `next` when it stays on this site (no other host, no javascript: URL), else `fallback`
+    (a URL name)."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse(fallback)
 
 
 def _task_charts(item: analytics.TaskAnalytics) -> dict:
@@ -104,7 +117,7 @@ def pool_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if request.htmx:
         return render(request, "curation/pools.html#pool-row", {"e": example})
     messages.success(request, f"Example #{example.pk}: {action} done.")
-    return redirect(request.POST.get("next") or "pool-list")
+    return redirect(_safe_next(request, "pool-list"))
 
 
 # --- Refinement -----------------------------------------------------------------------------------

@@ -275,7 +275,7 @@ def create_refinement_run(
     return RefinementRun.objects.create(
         task=task,
         base_version=task.current_principles,
-        model=model or settings.LLM_DISCRIMINATOR_MODEL,
+        model=llm.resolve_model(model or settings.LLM_DISCRIMINATOR_MODEL),
         heldout_fraction=heldout_fraction,
         max_cases=max_cases,
         max_heldout=max_heldout,
@@ -640,7 +640,7 @@ def create_rejudge_job(
         raise RefinementError(f"Concurrency must be between 1 and {settings.LLM_CONCURRENCY}.")
     job = RejudgeJob(
         tasks=list(tasks),
-        model=model or settings.LLM_DISCRIMINATOR_MODEL,
+        model=llm.resolve_model(model or settings.LLM_DISCRIMINATOR_MODEL),
         only_outdated=only_outdated,
         concurrency=concurrency,
         created_by=user,

@@ -1,9 +1,12 @@
 """Review: people accept, edit or reject what the Generator made, with the Discriminator's verdict in view.
 
 The queue hands each reviewer one instance at a time under a lease (an `Assignment`); an instance is held
-by at most `job.overlap` reviewers, each deciding once. When `overlap` reviewers agree the instance is
-accepted or rejected; when they disagree it is a conflict a curator resolves. Edits are revisions,
-guarded by an optimistic lock (`Instance.version`): a stale edit raises `Conflict`, never overwrites.
+by at most `job.overlap` reviewers, each deciding once. A reviewer decides only an instance they hold, or
+one with a free seat under the overlap, which the decision takes the way the queue would (`NotHeld`
+otherwise). Reviewing is blind: until a reviewer accepts or rejects, they are shown the generated text,
+never another reviewer's edit. When `overlap` reviewers agree the instance is accepted or rejected; when
+they disagree it is a conflict a curator resolves. Edits are revisions, guarded by an optimistic lock
+(`Instance.version`): a stale decision raises `Conflict`, never overwrites.
 The final human decision feeds the example pools and outranks the discriminator's judgement there.
 
 Views, the API and tests call these functions; none of the logic lives in a view.
@@ -54,6 +57,24 @@ class ReviewError(ValueError):
     """A decision that cannot be taken as asked (missing reason, unknown rule, nothing to undo...)."""
 
 
+class NotHeld(ReviewError):
+    """The reviewer neither holds the instance nor may take a seat on it: it is not theirs to decide."""
+
+    def __init__(self, instance_id: int) -> None:
+        self.instance_id = instance_id
+        super().__init__(
+            f"Instance #{instance_id} is not assigned to you, so it is not shown and nothing was saved. "
+            "Review the instance the queue gives you."
+        )
+
+
+# A decision names the version it was made on; without one it could not be checked for staleness.
+VERSION_REQUIRED = (
+    "This decision needs the version of the instance you reviewed (expected_version); nothing was "
+    "saved. Reload the instance and decide again."
+)
+
+
 class Conflict(Exception):
     """The instance changed since the reviewer loaded it; carries the newer text."""
 
@@ -63,6 +84,14 @@ class Conflict(Exception):
         super().__init__(
             f"Instance #{instance.pk} changed while you were reviewing it: it is now at version "
             f"{instance.version}{who}. Nothing was saved; review the newer version."
+        )
+
+    @property
+    def blind_message(self) -> str:
+        """The message for a reviewer who has not decided yet: names neither the editor nor the text."""
+        return (
+            f"Instance #{self.instance.pk} changed while you were reviewing it (it is now at version "
+            f"{self.instance.version}). Nothing was saved; decide again."
         )
 
 
@@ -240,6 +269,31 @@ def _holds(reviewer, instance_id: int, now) -> bool:
     return Assignment.objects.filter(instance_id=instance_id, reviewer=reviewer, lease_until__gt=now).exists()
 
 
+def holds(reviewer, instance_id: int) -> bool:
+    """True while the reviewer's lease on the instance runs."""
+    return _holds(reviewer, instance_id, timezone.now())
+
+
+def _lease(reviewer, instance_id: int, now) -> None:
+    # One instance held at a time: taking a new one lets go of the others.
+    Assignment.objects.filter(reviewer=reviewer).exclude(instance_id=instance_id).delete()
+    Assignment.objects.update_or_create(
+        instance_id=instance_id, reviewer=reviewer, defaults={"lease_until": now + LEASE}
+    )
+
+
+def _held(reviewer, filters: Mapping[str, str], now) -> QuerySet[Instance]:
+    """Open instances the reviewer holds and has not reviewed yet, matching the filters."""
+    mine = Assignment.objects.filter(reviewer=reviewer, lease_until__gt=now).values("instance_id")
+    held = filter_instances(reviewable().filter(pk__in=mine, review_status__in=OPEN), filters)
+    return held.exclude(Exists(Review.objects.filter(instance=OuterRef("pk"), reviewer=reviewer)))
+
+
+def held_instance(reviewer, filters: Mapping[str, str] | None = None) -> Instance | None:
+    """The instance the reviewer holds now, if any; unlike next_instance it never takes a new one."""
+    return _held(reviewer, dict(filters or {}), timezone.now()).order_by("id").first()
+
+
 def next_instance(reviewer, filters: Mapping[str, str] | None = None) -> Instance | None:
     """The instance this reviewer should review now, leased to them; None when the queue is empty.
 
@@ -249,10 +303,7 @@ def next_instance(reviewer, filters: Mapping[str, str] | None = None) -> Instanc
     before the lease is written."""
     filters = dict(filters or {})
     now = timezone.now()
-    mine = Assignment.objects.filter(reviewer=reviewer, lease_until__gt=now).values("instance_id")
-    held = filter_instances(reviewable().filter(pk__in=mine, review_status__in=OPEN), filters)
-    held = held.exclude(Exists(Review.objects.filter(instance=OuterRef("pk"), reviewer=reviewer)))
-    if instance := held.order_by("id").first():
+    if instance := _held(reviewer, filters, now).order_by("id").first():
         Assignment.objects.filter(instance=instance, reviewer=reviewer).update(lease_until=now + LEASE)
         return instance
     for status in OPEN:
@@ -267,11 +318,7 @@ def next_instance(reviewer, filters: Mapping[str, str] | None = None) -> Instanc
                 if not _candidates(reviewer, {}, status, timezone.now()).filter(pk=pk).exists():
                     tried.append(pk)
                     continue
-                # One instance held at a time: taking a new one lets go of the others.
-                Assignment.objects.filter(reviewer=reviewer).exclude(instance_id=pk).delete()
-                Assignment.objects.update_or_create(
-                    instance_id=pk, reviewer=reviewer, defaults={"lease_until": now + LEASE}
-                )
+                _lease(reviewer, pk, now)
                 return Instance.objects.get(pk=pk)
     return None
 
@@ -290,9 +337,20 @@ def _locked(instance: Instance | int) -> Instance:
     return Instance.objects.select_for_update(of=("self",)).select_related(*related).get(pk=pk)
 
 
-def _check_version(instance: Instance, expected_version: int | None) -> None:
-    if expected_version is not None and int(expected_version) != instance.version:
-        raise Conflict(instance, instance.current_revision)
+def _is_stale(instance: Instance, expected_version: int | None) -> bool:
+    return expected_version is not None and int(expected_version) != instance.version
+
+
+def _take_hold(row: Instance, reviewer) -> None:
+    """Make sure the reviewer holds the locked, open instance: their running lease, or else a free seat
+    under the job's overlap, leased as next_instance leases one. NotHeld when neither."""
+    now = timezone.now()
+    if _holds(reviewer, row.pk, now):
+        return
+    # The row lock serialises this with next_instance's re-check: two reviewers never share a last seat.
+    if not _candidates(reviewer, {}, row.review_status, now).filter(pk=row.pk).exists():
+        raise NotHeld(row.pk)
+    _lease(reviewer, row.pk, now)
 
 
 def _check_open(instance: Instance, reviewer) -> None:
@@ -305,29 +363,44 @@ def _check_open(instance: Instance, reviewer) -> None:
         raise ReviewError(f"You already reviewed instance #{instance.pk}; undo your decision to change it.")
 
 
-def _decide(instance, reviewer, decision: str, *, expected_version, reason="", broken_rules=(), fields=None):
+def _decide(
+    instance: Instance | int,
+    reviewer,
+    decision: str,
+    *,
+    expected_version: int | None,
+    reason: str = "",
+    broken_rules: Iterable[str] = (),
+    fields: Mapping[str, str] | None = None,
+) -> Review:
     with transaction.atomic():
         row = _locked(instance)
         _check_open(row, reviewer)
-        _check_version(row, expected_version)
-        revision = None
-        if fields is not None:
-            revision = _add_revision(row, reviewer, fields)
-        review = Review.objects.create(
-            instance=row,
-            reviewer=reviewer,
-            decision=decision,
-            reason=reason,
-            broken_rules=list(broken_rules),
-            revision=revision,
-        )
-        Assignment.objects.filter(instance=row, reviewer=reviewer).delete()
-        recompute(row)
+        _take_hold(row, reviewer)
+        stale = _is_stale(row, expected_version)
+        if not stale:
+            revision = None
+            if fields is not None:
+                revision = _add_revision(row, reviewer, fields)
+            review = Review.objects.create(
+                instance=row,
+                reviewer=reviewer,
+                decision=decision,
+                reason=reason,
+                broken_rules=list(broken_rules),
+                revision=revision,
+            )
+            Assignment.objects.filter(instance=row, reviewer=reviewer).delete()
+            recompute(row)
+    if stale:
+        # Raised after the commit: the hold stays, so the reviewer goes on with the newer version.
+        raise Conflict(row, row.current_revision)
     return review
 
 
 def _add_revision(row: Instance, author, fields: Mapping[str, str]) -> InstanceRevision:
-    base = current_text(row)
+    # The reviewer edited what they were shown: the generated text (blind), never another one's edit.
+    base = generated_text(row)
     text = {
         name: str(fields.get(name, base[name])).replace("\r\n", "\n") for name in InstanceRevision.EDITABLE
     }
@@ -397,9 +470,9 @@ def reject(
     )
 
 
-def skip(instance: Instance | int, reviewer) -> Review:
+def skip(instance: Instance | int, reviewer, *, expected_version: int | None = None) -> Review:
     """Pass on the instance: it goes back to the queue for others and never comes back to this reviewer."""
-    return _decide(instance, reviewer, Review.Decision.SKIP, expected_version=None)
+    return _decide(instance, reviewer, Review.Decision.SKIP, expected_version=expected_version)
 
 
 def last_review(reviewer) -> Review | None:
@@ -469,6 +542,19 @@ def current_text(instance: Instance) -> dict[str, str]:
     """The instance's fields as they stand: the latest revision, else the generated text."""
     source = instance.current_revision if instance.current_revision_id else instance
     return {name: getattr(source, name) for name in InstanceRevision.EDITABLE}
+
+
+def generated_text(instance: Instance) -> dict[str, str]:
+    """The instance's fields as the generator wrote them (revision 0)."""
+    return {name: getattr(instance, name) for name in InstanceRevision.EDITABLE}
+
+
+def is_blind(instance: Instance, reviewer) -> bool:
+    """True until the reviewer accepts or rejects the instance (a skip does not count): until then they
+    see the generated text only, so overlapping reviewers judge independently."""
+    return not Review.objects.filter(
+        instance=instance, reviewer=reviewer, is_resolution=False, decision__in=DECIDED
+    ).exists()
 
 
 def _update_pools(row: Instance) -> None:

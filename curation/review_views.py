@@ -17,14 +17,25 @@ from django.views.decorators.http import require_http_methods, require_POST
 from . import review
 from .forms import BulkDecisionForm, ResolveForm, ReviewEditForm, ReviewRejectForm
 from .models import CodeTask, Instance, InstanceRevision, Review
+from .params import INT32_MAX, int_param, text_param
 from .roles import CURATOR, REVIEWER, has_role, role_required
 
 _PANE = "review/review.html#review-pane"
 _PAGE_SIZE = 50
+_ACTIONS = ("accept", "edit", "reject", "skip")
 
 
 def _query(filters: dict[str, str]) -> str:
     return urlencode(filters)
+
+
+def _filters(request: HttpRequest) -> dict[str, str]:
+    """The review filters of the query string, checked first (a 400 otherwise): review.py filters by
+    `job` as an id and compares the others with columns, where PostgreSQL refuses NUL characters."""
+    int_param(request.GET, "job")
+    for key in review.FILTER_KEYS:
+        text_param(request.GET, key)
+    return review.clean_filters(request.GET)
 
 
 def _load(pk: int) -> Instance:
@@ -56,7 +67,9 @@ def _pane_context(request: HttpRequest, instance: Instance | None, filters: dict
         context["last_diff"] = review.diff_html(last.instance, last.revision)
     if instance is not None:
         mine = Review.objects.filter(instance=instance, reviewer=request.user, is_resolution=False).first()
-        text = review.current_text(instance)
+        # Blind until they decide: another reviewer's edit is neither shown, nor diffed, nor in the form.
+        blind = review.is_blind(instance, request.user)
+        text = review.generated_text(instance) if blind else review.current_text(instance)
         principles = instance.verdict.principle_version if instance.verdict_id else None
         rule_ids = review.rule_ids(instance)
         failed = (
@@ -65,10 +78,11 @@ def _pane_context(request: HttpRequest, instance: Instance | None, filters: dict
         prev_id, next_id = review.history_neighbours(request.user, instance.pk if mine else None)
         context |= {
             "mine": mine,
+            "blind": blind,
             "text": text,
             "rules": instance.verdict.rules.all() if instance.verdict_id else [],
             "principles": principles.rules if principles else [],
-            "diff": review.diff_html(instance),
+            "diff": "" if blind else review.diff_html(instance),
             "prev_id": prev_id,
             "next_id": next_id,
             "edit_form": extra.pop("edit_form", None)
@@ -93,12 +107,13 @@ def _render(
 @role_required(REVIEWER)
 def review_page(request: HttpRequest) -> HttpResponse:
     """The next instance for this reviewer (or, with ?instance=, one from their history)."""
-    filters = review.clean_filters(request.GET)
-    wanted = request.GET.get("instance", "")
-    if wanted.isdigit():
-        instance = _load(int(wanted))
+    filters = _filters(request)
+    wanted = int_param(request.GET, "instance")
+    if wanted is not None:
+        instance = _load(wanted)
         seen = Review.objects.filter(instance=instance, reviewer=request.user, is_resolution=False).exists()
-        if not seen and not instance.assignments.filter(reviewer=request.user).exists():
+        # An expired lease is not enough: by now the seat may be someone else's.
+        if not seen and not review.holds(request.user, instance.pk):
             raise Http404("Not one of your instances.")
     else:
         instance = review.next_instance(request.user, filters)
@@ -116,15 +131,29 @@ def _after_action(request: HttpRequest, filters: dict[str, str], note: str, *, e
     return _render(request, _load(instance.pk) if instance else None, filters, **extra)
 
 
+def _refuse(request: HttpRequest, pk: int, filters: dict[str, str], status: int, message: str, **extra):
+    """Refuse an action without side effects: instance `pk` again only if the reviewer holds it, else the
+    one they hold (never a new lease, never the text of an instance that is not theirs)."""
+    if review.holds(request.user, pk):
+        instance = _load(pk)
+    else:
+        held = review.held_instance(request.user, filters)
+        instance = _load(held.pk) if held else None
+    return _render(request, instance, filters, status, error=message, refused=True, **extra)
+
+
 @role_required(REVIEWER)
 @require_POST
 def review_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """accept / edit (then accept) / reject / skip one instance, then move on to the next."""
-    filters = review.clean_filters(request.GET)
+    filters = _filters(request)
     instance = _load(pk)
     user = request.user
-    expected = request.POST.get("expected_version", "")
-    expected_version = int(expected) if expected.isdigit() else None
+    expected_version = int_param(request.POST, "expected_version", minimum=0, maximum=INT32_MAX)
+    if action not in _ACTIONS:
+        raise Http404("No such action.")
+    if expected_version is None:
+        return _refuse(request, pk, filters, 400, review.VERSION_REQUIRED)
     edit_form = reject_form = None
     try:
         if action == "accept":
@@ -133,14 +162,18 @@ def review_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         elif action == "edit":
             edit_form = ReviewEditForm(request.POST)
             if not edit_form.is_valid():
+                if not review.holds(user, pk):  # the form comes back with the instance's text
+                    raise review.NotHeld(pk)
                 return _render(request, instance, filters, 400, edit_form=edit_form, error="Fix the edit.")
             data = edit_form.cleaned_data
             fields = {name: data[name] for name in InstanceRevision.EDITABLE}
-            made = review.edit_and_accept(instance, user, fields, expected_version=data["expected_version"])
+            made = review.edit_and_accept(instance, user, fields, expected_version=expected_version)
             note = f"Saved revision {made.revision.number} of #{pk} and accepted it."
         elif action == "reject":
             reject_form = ReviewRejectForm(request.POST, rule_ids=review.rule_ids(instance))
             if not reject_form.is_valid():
+                if not review.holds(user, pk):
+                    raise review.NotHeld(pk)
                 error = "Say why, and tick only this instance's rules."
                 return _render(request, instance, filters, 400, reject_form=reject_form, error=error)
             data = reject_form.cleaned_data
@@ -152,19 +185,27 @@ def review_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
                 expected_version=expected_version,
             )
             note = f"Rejected #{pk}."
-        elif action == "skip":
-            review.skip(instance, user)
-            note = f"Skipped #{pk}."
         else:
-            raise Http404("No such action.")
+            review.skip(instance, user, expected_version=expected_version)
+            note = f"Skipped #{pk}."
+    except review.NotHeld as exc:
+        return _refuse(request, pk, filters, 409, str(exc), your_edit=edit_form)
     except review.Conflict as conflict:
-        # Show the newer text (a fresh form at the new version), and keep what the reviewer typed.
+        # The decision took (or kept) the hold: show the instance at its new version, still blind (the
+        # reviewer has not decided), with a fresh form, and keep what the reviewer typed.
         return _render(
-            request, _load(pk), filters, 409, conflict=conflict, error=str(conflict), your_edit=edit_form
+            request,
+            _load(pk),
+            filters,
+            409,
+            conflict=conflict,
+            error=conflict.blind_message,
+            your_edit=edit_form,
         )
     except review.ReviewError as exc:
         decided = Review.objects.filter(instance=instance, reviewer=user, is_resolution=False).exists()
-        if instance.review_status in review.OPEN and not decided:  # fixable here: show it again
+        fixable = instance.review_status in review.OPEN and not decided and review.holds(user, pk)
+        if fixable:  # show it again
             return _render(request, _load(pk), filters, 400, error=str(exc), reject_form=reject_form)
         return _after_action(request, filters, str(exc), error=True)
     return _after_action(request, filters, note)
@@ -174,7 +215,7 @@ def review_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @require_POST
 def review_undo(request: HttpRequest) -> HttpResponse:
     """Take back this reviewer's last decision and show that instance again."""
-    filters = review.clean_filters(request.GET)
+    filters = _filters(request)
     try:
         instance = review.undo_last(request.user)
     except review.ReviewError as exc:
@@ -195,11 +236,11 @@ def review_undo(request: HttpRequest) -> HttpResponse:
 @role_required(REVIEWER)
 def review_list(request: HttpRequest) -> HttpResponse:
     """Filtered instances, 50 at a time by id (keyset paging: no count of what is not shown)."""
-    filters = review.clean_filters(request.GET)
-    after = request.GET.get("after", "")
+    filters = _filters(request)
+    after = int_param(request.GET, "after", minimum=0)
     qs = review.filter_instances(review.reviewable(), filters).select_related("task").order_by("id")
-    if after.isdigit():
-        qs = qs.filter(id__gt=int(after))
+    if after is not None:
+        qs = qs.filter(id__gt=after)
     rows = list(qs[: _PAGE_SIZE + 1])
     context = {
         "rows": rows[:_PAGE_SIZE],
@@ -221,7 +262,7 @@ def review_list(request: HttpRequest) -> HttpResponse:
 def review_bulk(request: HttpRequest) -> HttpResponse:
     """Bulk accept/reject of the filtered selection: first a confirmation stating the count, then the
     decision (only if the count did not change in between)."""
-    filters = review.clean_filters(request.GET)
+    filters = _filters(request)
     form = BulkDecisionForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose accept or reject.")

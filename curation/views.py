@@ -1,5 +1,6 @@
 """Curator pages: dashboard, ingest, selection, corpus, tasks, generation. Thin: the work is in stages."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
@@ -8,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import catalog, generation, launch
+from . import catalog, generation, launch, llm, sandbox
 from .forms import GenerationJobForm, IngestForm, PrinciplesForm, PromptVersionForm, SelectionForm
 from .models import (
     CodeSample,
@@ -21,6 +22,7 @@ from .models import (
     RejudgeJob,
     SelectionRun,
 )
+from .params import int_param, text_param
 from .roles import CURATOR, REVIEWER, has_role, role_required
 
 
@@ -98,6 +100,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "selection_runs": SelectionRun.objects.all()[:10],
         "generation_jobs": GenerationJob.objects.all()[:10],
         "active_jobs": _active_jobs(),
+        "sandbox_problem": sandbox.availability_problem(),
+        "teacher_problem": "" if settings.OPENAI_BASE_URL else llm.offline_teacher()[2],
     }
     return render(request, "curation/dashboard.html", context)
 
@@ -170,15 +174,12 @@ def selection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(CURATOR)
 def corpus(request: HttpRequest) -> HttpResponse:
     samples = CodeSample.objects.select_related("source").order_by("id")
-    language, source, q = (
-        request.GET.get("language", ""),
-        request.GET.get("source", ""),
-        request.GET.get("q", ""),
-    )
+    language, q = text_param(request.GET, "language"), text_param(request.GET, "q")
+    source = int_param(request.GET, "source")
     if language:
         samples = samples.filter(language=language)
-    if source.isdigit():
-        samples = samples.filter(source_id=int(source))
+    if source is not None:
+        samples = samples.filter(source_id=source)
     if q:
         samples = samples.filter(Q(func_name__icontains=q) | Q(path__icontains=q))
     page = Paginator(samples, 50).get_page(request.GET.get("page"))
@@ -186,7 +187,7 @@ def corpus(request: HttpRequest) -> HttpResponse:
         "page": page,
         "languages": _languages(),
         "sources": CodeSource.objects.all(),
-        "filters": {"language": language, "source": source, "q": q},
+        "filters": {"language": language, "source": "" if source is None else str(source), "q": q},
     }
     if request.htmx:
         return render(request, "curation/corpus.html#sample-table", context)
@@ -315,9 +316,9 @@ def generation_control(request: HttpRequest, pk: int, action: str) -> HttpRespon
 @role_required(CURATOR)
 def instance_list(request: HttpRequest) -> HttpResponse:
     instances = Instance.objects.select_related("task", "sample").order_by("-id")
-    filters = {key: request.GET.get(key, "") for key in ("job", "task", "status", "verdict", "stage")}
-    if filters["job"].isdigit():
-        instances = instances.filter(job_id=int(filters["job"]))
+    filters = {key: text_param(request.GET, key) for key in ("job", "task", "status", "verdict", "stage")}
+    if (job := int_param(request.GET, "job")) is not None:
+        instances = instances.filter(job_id=job)
     if filters["task"]:
         instances = instances.filter(task__slug=filters["task"])
     if filters["status"]:

@@ -7,3 +7,5 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WAVECODER_VAR_DIR", tempfile.mkdtemp(prefix="wavecoder-test-"))
+# The test client and the live server speak plain HTTP, whatever DJANGO_ALLOWED_HOSTS says.
+os.environ.setdefault("DJANGO_HTTPS", "0")

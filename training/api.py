@@ -3,16 +3,18 @@ curator role; versions are created here and built by a worker, then downloaded i
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from curation import params
 from curation.models import CodeTask
 from curation.roles import IsCurator
 from training import datasets, exports
@@ -96,9 +98,11 @@ class DatasetVersionRequestSerializer(serializers.Serializer):
     languages = serializers.ListField(
         child=serializers.CharField(max_length=40), required=False, default=list
     )
-    job_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
+    job_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=params.ID_MAX), required=False, default=list
+    )
     reviewer_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, default=list
+        child=serializers.IntegerField(min_value=1, max_value=params.ID_MAX), required=False, default=list
     )
     accepted_from = serializers.DateTimeField(required=False, allow_null=True, default=None)
     accepted_until = serializers.DateTimeField(
@@ -110,8 +114,10 @@ class DatasetVersionRequestSerializer(serializers.Serializer):
         help_text='"codeocean", "generation=57,summarization=16,repair=16,translation=11", or '
         '{"generation": 0.57, …}; none: as accepted.',
     )
-    max_size = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
-    seed = serializers.IntegerField(required=False, default=0)
+    max_size = serializers.IntegerField(
+        min_value=1, max_value=params.DATASET_SIZE_MAX, required=False, allow_null=True, default=None
+    )
+    seed = serializers.IntegerField(min_value=0, max_value=params.SEED_MAX, required=False, default=0)
     benchmarks = serializers.ListField(
         child=serializers.CharField(),
         required=False,
@@ -122,6 +128,14 @@ class DatasetVersionRequestSerializer(serializers.Serializer):
     use_embeddings = serializers.BooleanField(required=False, default=True)
     embedding_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
     near_dup_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
+
+    def validate_task_mix(self, value: Any) -> str | dict | None:
+        # Its shares are checked by create_version (DatasetError: "detail"); here only its shape.
+        if value is not None and not isinstance(value, str | dict):
+            raise serializers.ValidationError(
+                "A preset name, task=share pairs or an object of shares per task."
+            )
+        return value
 
     def validate_benchmarks(self, names: list[str] | None) -> list[Benchmark] | None:
         if names is None:
@@ -182,6 +196,7 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
     queryset = DatasetVersion.objects.select_related("created_by").prefetch_related("benchmarks")
     serializer_class = DatasetVersionSerializer
     permission_classes = [IsCurator]
+    parser_classes = params.API_PARSERS
     lookup_field = "number"
     lookup_value_regex = r"\d+"
 
@@ -236,7 +251,7 @@ class BenchmarkViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Benchmark.objects.order_by("kind", "name")
     serializer_class = BenchmarkSerializer
     permission_classes = [IsCurator]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = params.API_PARSERS
 
     def list(self, request: Request, *args, **kwargs) -> Response:
         Benchmark.humaneval()  # listed from the start, though its row is made on first use

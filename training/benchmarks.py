@@ -130,7 +130,7 @@ def _pick(record: dict, explicit: str | None, candidates: Iterable[str]) -> str 
 
 def _describe(source: str | os.PathLike[str] | IO[bytes]) -> str:
     if isinstance(source, str | os.PathLike):
-        return os.fspath(source)
+        return os.path.basename(os.fspath(source))  # messages reach curators: no server folders
     return str(getattr(source, "name", None) or "benchmark file")
 
 

@@ -48,6 +48,7 @@ from training.decontamination import (
     Match,
 )
 from training.models import Benchmark, DatasetExclusion, DatasetItem, DatasetVersion
+from wavecoder_site.files import open_private, private_dir
 
 if TYPE_CHECKING:
     from curation.embeddings import Embedder
@@ -128,13 +129,23 @@ def parse_mix(value: str | Mapping[str, float] | None) -> dict[str, float]:
                     f"Write the task mix as task=share pairs, e.g. generation=57; got {part!r}."
                 )
         value = pairs
+    if not isinstance(value, Mapping):
+        raise DatasetError(
+            "Give the task mix as a preset name (codeocean), task=share pairs or an object of shares; "
+            f"got {type(value).__name__}."
+        )
     known = set(CodeTask.Slug.values)
-    unknown = sorted(set(value) - known)
+    unknown = sorted(map(str, set(value) - known))
     if unknown:
         raise DatasetError(
             f"Unknown task in the mix: {', '.join(unknown)} (tasks: {', '.join(sorted(known))})."
         )
-    shares = {slug: float(share) for slug, share in value.items()}
+    try:  # a share of "57", [57], true or 1e400 is no share
+        if any(isinstance(share, bool | str) for share in value.values()):
+            raise TypeError
+        shares = {slug: float(share) for slug, share in value.items()}
+    except (TypeError, ValueError, OverflowError):
+        raise DatasetError("Task mix shares must be numbers.")
     if any(not math.isfinite(s) or s < 0 for s in shares.values()) or sum(shares.values()) <= 0:
         raise DatasetError("Task mix shares must be non-negative numbers, and not all zero.")
     total = sum(shares.values())
@@ -243,13 +254,14 @@ def add_benchmark(
         raise DatasetError("Give the benchmark a name.")
     if Benchmark.objects.filter(name__iexact=name).exists():
         raise DatasetError(f"There is a benchmark named {name!r} already.")
-    folder = settings.UPLOADS_DIR / "benchmarks"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(settings.UPLOADS_DIR / "benchmarks")
     stored = folder / f"{uuid.uuid4().hex[:12]}.jsonl"
-    if isinstance(source, str | Path):
-        shutil.copyfile(source, stored)
-    else:
-        with open(stored, "wb") as out:
+    # Kept for later versions to be checked against, readable by the app's own user only.
+    with open_private(stored) as out:
+        if isinstance(source, str | Path):
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, out)
+        else:
             for chunk in (
                 source.chunks() if hasattr(source, "chunks") else iter(lambda: source.read(1 << 20), b"")
             ):

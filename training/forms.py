@@ -11,6 +11,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.utils import timezone
 
+from curation import params
+from curation.forms import IdMultipleChoiceField
 from curation.models import CodeTask, GenerationJob, Review
 from training.datasets import CODEOCEAN_MIX, InstanceFilter, accepted_instances
 from training.models import Benchmark, DatasetVersion
@@ -45,7 +47,7 @@ class DatasetVersionForm(forms.Form):
     jobs = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, help_text="Generation or import jobs; none: all."
     )
-    reviewers = forms.ModelMultipleChoiceField(
+    reviewers = IdMultipleChoiceField(
         queryset=None,
         required=False,
         widget=forms.CheckboxSelectMultiple,
@@ -56,9 +58,19 @@ class DatasetVersionForm(forms.Form):
         required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="Inclusive."
     )
     mix = forms.ChoiceField(choices=_MIX_CHOICES, required=False, label="Task mix")
-    max_size = forms.IntegerField(min_value=1, required=False, help_text="At most this many instances.")
-    seed = forms.IntegerField(initial=0, help_text="Which instances a task mix or size limit keeps.")
-    benchmarks = forms.ModelMultipleChoiceField(
+    max_size = forms.IntegerField(
+        min_value=1,
+        max_value=params.DATASET_SIZE_MAX,
+        required=False,
+        help_text="At most this many instances.",
+    )
+    seed = forms.IntegerField(
+        min_value=0,
+        max_value=params.SEED_MAX,
+        initial=0,
+        help_text="Which instances a task mix or size limit keeps.",
+    )
+    benchmarks = IdMultipleChoiceField(
         queryset=None, required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: no check."
     )
     use_embeddings = forms.BooleanField(

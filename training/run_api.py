@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.api import JOB_FIELDS
+from curation.params import API_PARSERS
 from curation.roles import IsAdmin, IsCurator
 from training import runs
 from training.model_eval import PROMPT_STYLES
@@ -51,7 +52,10 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "loss_points",
         ]
         fields = ["dataset_version", "base_model", "method", *runs.HYPERPARAMETERS, *read_only_fields]
-        extra_kwargs = {"base_model": {"required": False}}
+        extra_kwargs = {
+            "base_model": {"required": False},
+            **{name: {"min_value": lo, "max_value": hi} for name, (lo, hi) in runs.INTEGER_RANGES.items()},
+        }
 
     def get_fields(self):
         fields = super().get_fields()
@@ -136,6 +140,7 @@ class TrainingRunViewSet(_AdminWrites, mixins.CreateModelMixin, viewsets.ReadOnl
 
     queryset = TrainingRun.objects.select_related("dataset_version", "created_by")
     serializer_class = TrainingRunSerializer
+    parser_classes = API_PARSERS
 
     def create(self, request: Request, *args, **kwargs) -> Response:
         params = self.get_serializer(data=request.data)
@@ -168,6 +173,7 @@ class EvaluationRunViewSet(_AdminWrites, mixins.CreateModelMixin, viewsets.ReadO
 
     queryset = EvaluationRun.objects.select_related("training_run", "compare_with", "created_by")
     serializer_class = EvaluationRunSerializer
+    parser_classes = API_PARSERS
 
     @extend_schema(request=EvaluationRequestSerializer, responses={201: EvaluationRunSerializer})
     def create(self, request: Request, *args, **kwargs) -> Response:

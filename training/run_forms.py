@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from training import finetune, runs
 from training.model_eval import PROMPT_STYLES
@@ -53,6 +54,11 @@ class TrainingRunForm(forms.ModelForm):
         if preset == "cpu-demo":
             kwargs["initial"] = {**runs.CPU_DEMO_PRESET, **kwargs.get("initial", {})}
         super().__init__(*args, **kwargs)
+        for name, (low, high) in runs.INTEGER_RANGES.items():
+            field = self.fields[name]
+            field.min_value, field.max_value = low, high
+            field.validators += [MinValueValidator(low), MaxValueValidator(high)]
+            field.widget.attrs.update(min=low, max=high)
         self.fields["base_model"].initial = (
             self.fields["base_model"].initial or finetune.TrainConfig.base_model
         )

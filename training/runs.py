@@ -35,6 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from curation.models import ProgressReporter, process_alive
+from curation.params import SEED_MAX
 from training import exports, finetune
 from training.finetune import TrainConfig
 from training.models import DatasetVersion, EvaluationRun, TrainingRun
@@ -69,6 +70,18 @@ HYPERPARAMETERS = (
     "num_processes",
     "strategy",
 )
+# The range of each whole-number setting: their columns hold more, no run needs more.
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "max_steps": (1, 10_000_000),
+    "max_length": (16, 1_048_576),  # tokens: the longest contexts models have
+    "warmup_steps": (0, 10_000_000),
+    "global_batch_size": (1, 1_048_576),
+    "per_device_batch_size": (1, 65_536),
+    "seed": (0, SEED_MAX),
+    "save_steps": (1, 10_000_000),
+    "lora_r": (1, 4096),
+    "num_processes": (1, 1024),
+}
 # Small values that train SmolLM2-135M for a few minutes on a laptop CPU (see the README's Stage 5).
 CPU_DEMO_PRESET: dict[str, Any] = {
     "learning_rate": 1e-4,

@@ -15,3 +15,6 @@ urlpatterns = [
     path("training/", include("training.run_urls")),
     path("", include("curation.urls")),
 ]
+
+# A bad query parameter answers its message in plain text (curation/params.py).
+handler400 = "curation.params.bad_request"

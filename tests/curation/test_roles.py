@@ -78,10 +78,10 @@ def test_admin_reaches_django_admin_and_curator_pages(client, admin_user):
 
 
 def test_api_token_auth(client, curator):
-    from rest_framework.authtoken.models import Token
+    from curation.tokens import issue_token
 
-    token = Token.objects.create(user=curator)
-    response = client.get("/api/samples/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    token = issue_token(curator)
+    response = client.get("/api/samples/", HTTP_AUTHORIZATION=f"Token {token}")
     assert response.status_code == 200
     assert client.get("/api/samples/", HTTP_AUTHORIZATION="Token wrong").status_code == 401
 

@@ -25,7 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 # Outcomes a request can be given, by `Faults` rates or by `fail_request(n, outcome)`.
-OUTCOMES = ("ok", "429", "500", "503", "400", "timeout", "truncated_json", "non_json", "broken_body")
+OUTCOMES = (
+    "ok", "429", "500", "503", "400", "timeout", "truncated_json", "non_json", "broken_body", "401_echo_auth",
+)  # fmt: skip
 Responder = Callable[[dict], str]
 
 
@@ -181,7 +183,9 @@ class OpenAIStub:
             draw -= rate
         return "ok"
 
-    def _respond(self, n: int, outcome: str, body: dict) -> tuple[int, dict[str, str], bytes]:
+    def _respond(
+        self, n: int, outcome: str, body: dict, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body for request n (after the latency has passed)."""
         if outcome == "timeout":
             self._stopping.wait(self.faults.hang_s)
@@ -193,6 +197,11 @@ class OpenAIStub:
             return int(outcome), {}, _error("The server had an error (stub).", "server_error")
         if outcome == "400":
             return 400, {}, _error("Invalid request (stub).", "invalid_request_error")
+        if outcome == "401_echo_auth":
+            # Careless servers (and proxies) quote the credentials they refused.
+            auth = (headers or {}).get("authorization", "")
+            message = f"Incorrect API key provided: {auth.removeprefix('Bearer ')} (header: {auth})"
+            return 401, {}, _error(message, "invalid_api_key")
         if outcome == "reject_response_format":
             message = "Unrecognized request argument supplied: response_format (stub)"
             return self.reject_status, {}, _error(message, "invalid_request_error", param="response_format")
@@ -270,7 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
         n, outcome = stub._admit(body)
         try:
             stub._stopping.wait(stub.latency)
-            status, headers, payload = stub._respond(n, outcome, body)
+            request_headers = {name.lower(): value for name, value in self.headers.items()}
+            status, headers, payload = stub._respond(n, outcome, body, request_headers)
             self._send(status, headers, payload)
         finally:
             stub._leave()

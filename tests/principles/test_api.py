@@ -1,12 +1,12 @@
 """The API of analytics, pools, refinement runs, rollback and re-judging: auth, roles, the flow."""
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from curation import refinement
 from curation.llm import OpenAICompatibleClient
 from curation.models import CodeTask, PoolExample, RefinementRun, RejudgeJob
+from curation.tokens import issue_token
 from tests.fakes.openai_stub import OpenAIStub
 from tests.review.factory import make_instance, make_job
 
@@ -16,7 +16,7 @@ from .stub import combined, proposer, strict_judge
 def _api(user=None) -> APIClient:
     client = APIClient()
     if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(user)}")
     return client
 
 

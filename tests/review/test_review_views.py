@@ -87,8 +87,8 @@ def test_stale_edit_gets_a_conflict_with_the_newer_version(reviewer_client, db):
     response = reviewer_client.post(_action(instance.pk, "edit"), data, **HTMX)
     body = response.content.decode()
     assert response.status_code == 409
-    assert "changed while you were reviewing" in body and "revision 1 by bob" in body
-    assert "# bob" in body  # the newer text is shown
+    assert "changed while you were reviewing" in body and "by bob" not in body
+    assert "# bob" not in body  # blind: the other reviewer's edit is not shown
     assert "Your unsaved text" in body and "mine" in body
     assert 'name="expected_version" value="1"' in body  # the forms now act on the newer version
     instance.refresh_from_db()
@@ -98,6 +98,7 @@ def test_stale_edit_gets_a_conflict_with_the_newer_version(reviewer_client, db):
 def test_reject_needs_a_reason_and_records_rules(reviewer_client):
     (instance,) = make_instances(1)
     rule = rules_of()[0]
+    reviewer_client.get(reverse("review"))  # hold it: a failed form shows only an instance one holds
     response = reviewer_client.post(
         _action(instance.pk, "reject"), {"expected_version": 0, "reason": ""}, **HTMX
     )
@@ -111,7 +112,7 @@ def test_reject_needs_a_reason_and_records_rules(reviewer_client):
 
 def test_skip_and_undo(reviewer_client):
     first, second = make_instances(2)
-    reviewer_client.post(_action(first.pk, "skip"))
+    reviewer_client.post(_action(first.pk, "skip"), {"expected_version": 0})
     assert Review.objects.get().decision == "skip"
     body = reviewer_client.post(reverse("review-undo"), **HTMX).content.decode()
     assert f"Undid your decision on #{first.pk}" in body and f"#{first.pk}" in body
@@ -132,13 +133,14 @@ def test_someone_elses_instance_is_not_shown(reviewer_client):
     assert reviewer_client.get(reverse("review") + f"?instance={instance.pk}").status_code == 404
 
 
-def test_llm_output_is_escaped(reviewer_client):
+def test_llm_output_is_escaped(reviewer_client, reviewer):
     evil = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
     (instance,) = make_instances(1, task="summarization", instruction=evil, output=evil)
     body = reviewer_client.get(reverse("review")).content.decode()
     assert "<script>alert(1)" not in body and "<img src=x" not in body
     assert "&lt;script&gt;alert(1)" in body
     # In the edit form and in a diff too.
+    review.release(reviewer)  # the page leased it to rita; x edits it
     review.edit_and_accept(
         instance, get_user_model().objects.create_user("x"), {"output": evil + "!"}, expected_version=0
     )

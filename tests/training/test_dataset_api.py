@@ -7,9 +7,9 @@ import io
 import json
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from curation.tokens import issue_token
 from training.datasets import create_version
 from training.models import Benchmark, DatasetVersion
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def api(curator) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=curator).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(curator)}")
     return client
 
 
@@ -38,7 +38,7 @@ def test_anonymous_and_bad_tokens_get_401(db):
 def test_reviewers_and_people_without_a_role_get_403(reviewer, nobody, path):
     for user in (reviewer, nobody):
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(user)}")
         assert client.get(path).status_code == 403
         assert client.post(path, {}, format="json").status_code == 403
 

@@ -268,7 +268,7 @@ def test_bad_benchmark_files_give_line_numbered_errors(tmp_path):
         load_benchmark_jsonl(path, name="Bad")
     message = str(info.value)
     assert isinstance(info.value, ValueError)
-    assert message.startswith(f"{path}: 7 problems:")
+    assert message.startswith(f"{path.name}: 7 problems:")  # the name, not the server folder
     assert [e.split(":")[0] for e in info.value.errors] == [f"line {n}" for n in (2, 3, 4, 5, 6, 7, 8)]
     assert "line 2: invalid JSON: Expecting ',' delimiter" in message
     assert "line 3: expected a JSON object, got list" in message

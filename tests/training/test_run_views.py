@@ -8,9 +8,9 @@ import re
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from curation.tokens import issue_token
 from tests.training.run_factory import build_version_for_training
 from training import runs
 from training.models import EvaluationRun, TrainingRun
@@ -200,7 +200,7 @@ def test_compare_base_and_tuned_makes_two_evaluations(client, admin_user, built_
 
 def _api(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(user)}")
     return client
 
 

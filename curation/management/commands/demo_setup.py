@@ -18,6 +18,7 @@ from curation import catalog, generation, ingest, llm, selection, tasks
 from curation.management.progress import ProgressBar
 from curation.models import CodeSource, GenerationJob, IngestRun, SelectionRun
 from curation.roles import ADMIN, CURATOR, REVIEWER, grant
+from wavecoder_site.files import write_private
 
 # Real, permissively licensed code that is on every machine with Python: several stdlib packages.
 STDLIB_PACKAGES = [
@@ -67,8 +68,7 @@ class Command(BaseCommand):
                 user.save()
             grant(user, role)
             saved[username] = password
-        store.write_text(json.dumps(saved, indent=2))
-        store.chmod(0o600)
+        write_private(store, json.dumps(saved, indent=2))  # passwords: 0600 from the start
         return saved
 
     def _ingest(self) -> None:
@@ -107,8 +107,11 @@ class Command(BaseCommand):
             self.stderr.write(f"  selection {run.status}: {run.error}")
 
     def _offline_llm(self) -> None:
+        name, path, reason = llm.offline_teacher()
+        if reason:
+            self.stderr.write(f"Offline teacher unavailable: {reason}")
         if llm.llama_server_available():
-            self.stdout.write(f"Offline LLM: llama.cpp server on {llm.offline_gguf_path().name}")
+            self.stdout.write(f"Offline LLM: llama.cpp server on {path.name if path else name}")
             return
         self.stdout.write(
             "Offline LLM: llama-cpp-python is not installed; converting SmolLM2 for transformers"

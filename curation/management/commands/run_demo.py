@@ -1,6 +1,7 @@
 """`python manage.py run_demo`: the offline LLM server, a Celery worker (all queues) and the web server,
 started and stopped together."""
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,18 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from curation import llm
+
+
+def _offline_models_to_serve() -> list[str]:
+    """The Generator's and Discriminator's models (as they resolve here) and any listed in settings."""
+    from curation import offline_models
+
+    names = [
+        llm.resolve_model(settings.LLM_GENERATOR_MODEL),
+        llm.resolve_model(settings.LLM_DISCRIMINATOR_MODEL),
+    ]
+    names += settings.LLM_OFFLINE_SERVE
+    return [n for n in dict.fromkeys(names) if n in offline_models.MODELS]
 
 
 def _free_port() -> int:
@@ -27,21 +40,36 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", default="8000")
 
+    def _serve_offline_models(self, procs: list[subprocess.Popen]) -> dict[str, str]:
+        """One llama.cpp server per offline model in use; returns model name → base URL of those up."""
+        _, _, reason = llm.offline_teacher()
+        if reason:
+            self.stderr.write(f"Offline teacher unavailable: {reason}. SmolLM2-135M stands in.")
+        endpoints = {}
+        for name in _offline_models_to_serve():
+            port = _free_port()
+            log = settings.VAR_DIR / f"llama-server-{name}.log"
+            try:
+                procs.append(llm.start_llama_server(port, model=name, log_path=log))
+            except llm.LLMError as exc:
+                self.stderr.write(f"{name} not served: {exc}")
+                continue
+            base_url = f"http://127.0.0.1:{port}/v1"
+            if llm.wait_until_ready(base_url, timeout=180):
+                endpoints[name] = base_url
+                self.stdout.write(f"Offline LLM {name} (llama.cpp) at {base_url}; log in {log}")
+            else:
+                self.stderr.write(f"The llama.cpp server for {name} did not start (see {log}).")
+        return endpoints
+
     def handle(self, *args, **opts) -> None:
         procs: list[subprocess.Popen] = []
         env = dict(os.environ)
-        if not settings.OPENAI_BASE_URL and llm.llama_server_available():
-            port = _free_port()
-            log = settings.VAR_DIR / "llama-server.log"
-            procs.append(llm.start_llama_server(port, log_path=log))
-            base_url = f"http://127.0.0.1:{port}/v1"
-            if llm.wait_until_ready(base_url, timeout=120):
-                env["OPENAI_BASE_URL"] = base_url
-                self.stdout.write(f"Offline LLM (SmolLM2-135M, llama.cpp) at {base_url}; log in {log}")
-            else:
-                self.stderr.write(f"The llama.cpp server did not start (see {log}); using transformers.")
-        elif settings.OPENAI_BASE_URL:
+        if settings.OPENAI_BASE_URL:
             self.stdout.write(f"LLM endpoint: {settings.OPENAI_BASE_URL}")
+        elif llm.llama_server_available():
+            endpoints = self._serve_offline_models(procs)
+            env["WAVECODER_OFFLINE_ENDPOINTS"] = json.dumps(endpoints)
         else:
             reason = llm.llama_unavailable_reason()
             self.stdout.write(
