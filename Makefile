@@ -79,10 +79,16 @@ chromium:
 	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
 ## Run the app on embedded defaults: SQLite, filesystem broker, offline models, demo accounts, real code.
-demo: setup
-	HF_HUB_OFFLINE=1 $(PY) manage.py migrate --noinput
-	HF_HUB_OFFLINE=1 $(PY) manage.py demo_setup
-	HF_HUB_OFFLINE=1 $(PY) manage.py run_demo --host $(HOST) --port $(PORT)
+## The web server and the worker start before the demo's jobs run; a llama.cpp engine not yet built is
+## built in the background meanwhile (the offline LLM runs in-process until it is ready).
+demo: $(VENV)/.installed $(MODELS)/.installed sandbox
+	@HF_HUB_OFFLINE=1 $(PY) manage.py migrate --noinput -v 0 && echo "  Database ready (SQLite in var/)"
+	@HF_HUB_OFFLINE=1 $(PY) manage.py demo_setup
+	@test -f $(VENV)/.llm-engine || { \
+	  echo "  Building the llama.cpp engine in the background (log: var/llm-engine-build.log)"; \
+	  nohup $(MAKE) --no-print-directory $(VENV)/.llm-engine > var/llm-engine-build.log 2>&1 & }
+	HF_HUB_OFFLINE=1 $(PY) manage.py run_demo --host $(HOST) --port $(PORT) \
+	  --engine-marker $(VENV)/.llm-engine --engine-log var/llm-engine-build.log
 
 ## Run the whole test suite (SQLite + filesystem broker, or PostgreSQL/Redis when DATABASE_URL /
 ## CELERY_BROKER_URL are set).

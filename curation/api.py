@@ -79,7 +79,9 @@ class IngestRunSerializer(serializers.ModelSerializer):
 
 class IngestRequestSerializer(serializers.Serializer):
     upload = serializers.FileField(required=False, help_text="Archive, JSONL or Parquet file.")
-    path = serializers.CharField(required=False, help_text="Server folder or git checkout (allowed roots).")
+    path = serializers.CharField(
+        required=False, max_length=1000, help_text="Server folder or git checkout (allowed roots)."
+    )
     min_chars = serializers.IntegerField(
         min_value=1, max_value=INGEST_CHARS_MAX, default=settings.INGEST_MIN_CHARS
     )

@@ -73,7 +73,10 @@ def start_ingest(*, user, upload: UploadedFile | None = None, path: str = "", op
             stored.unlink(missing_ok=True)
             raise
     elif path:
-        run = ingest.create_ingest_run(allowed_server_path(user, path), user=user, options=options)
+        try:
+            run = ingest.create_ingest_run(allowed_server_path(user, path), user=user, options=options)
+        except OSError as exc:  # looking at the path failed: a name too long, a folder it may not read
+            raise ValueError(f"Cannot use that server path: {exc.strerror or exc}.") from exc
     else:
         raise ValueError("Give a file to upload or a server path.")
     transaction.on_commit(lambda: tasks_module.ingest_source.delay(run.pk))

@@ -497,16 +497,57 @@ def resolve_model(name: str) -> str:
 
 
 def offline_endpoints() -> dict[str, str]:
-    """Offline models served by local llama.cpp servers (model name → base URL), as `run_demo` set them."""
-    raw = os.environ.get("WAVECODER_OFFLINE_ENDPOINTS", "")
-    if not raw:
-        return {}
+    """Offline models served by local llama.cpp servers (model name → base URL): those `run_demo` wrote
+    to var/offline-endpoints.json as they came up, and any in WAVECODER_OFFLINE_ENDPOINTS (JSON)."""
+    mapping: dict[str, str] = {}
+    for raw, where in (
+        (os.environ.get("WAVECODER_OFFLINE_ENDPOINTS", ""), "WAVECODER_OFFLINE_ENDPOINTS"),
+        (_read_text(_endpoints_file()), "var/offline-endpoints.json"),
+    ):
+        if not raw:
+            continue
+        try:
+            loaded = json.loads(raw)
+        except ValueError:
+            logger.warning("%s is not JSON; ignored", where)
+            continue
+        if isinstance(loaded, dict):
+            mapping.update({str(k): str(v) for k, v in loaded.items()})
+    return mapping
+
+
+def write_offline_endpoints(endpoints: dict[str, str]) -> None:
+    """Publish the local llama.cpp servers to the web server and the worker (an empty dict: none)."""
+    from wavecoder_site.files import write_private
+
+    write_private(_endpoints_file(), json.dumps(endpoints))
+
+
+def write_engine_state(state: str, detail: str = "") -> None:
+    """Record the llama.cpp engine's state for the dashboard: building, ready or unavailable."""
+    from wavecoder_site.files import write_private
+
+    write_private(Path(settings.VAR_DIR) / "llm-engine.json", json.dumps({"state": state, "detail": detail}))
+
+
+def engine_state() -> dict[str, str]:
+    """What `write_engine_state` last recorded ({} when nothing was)."""
     try:
-        mapping = json.loads(raw)
+        state = json.loads(_read_text(Path(settings.VAR_DIR) / "llm-engine.json") or "{}")
     except ValueError:
-        logger.warning("WAVECODER_OFFLINE_ENDPOINTS is not JSON; ignored")
         return {}
-    return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
+    return state if isinstance(state, dict) else {}
+
+
+def _endpoints_file() -> Path:
+    return Path(settings.VAR_DIR) / "offline-endpoints.json"
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def ensure_offline_model(target: Path | None = None) -> Path:
@@ -971,6 +1012,11 @@ def wait_until_ready(base_url: str, timeout: float = 60.0) -> bool:
 
 if __name__ == "__main__":  # `python -m curation.llm`: does the llama.cpp engine run here? (make setup)
     import sys
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wavecoder_site.settings")
+    django.setup()
 
     works, why = llama_engine_check()
     print("llama.cpp engine: works" if works else f"llama.cpp engine: {why}")

@@ -130,7 +130,7 @@ def part_paths(model: OfflineModel) -> list[Path]:
 
 def packages_dir() -> Path:
     """Where `make` installs the models' packages (pip --target, outside the virtualenv's metadata)."""
-    configured = getattr(settings, "MODEL_PACKAGES_DIR", None)
+    configured = getattr(settings, "MODEL_PACKAGES_DIR", None) if settings.configured else None
     return Path(configured) if configured else Path(sys.prefix) / "model-packages"
 
 

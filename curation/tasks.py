@@ -34,6 +34,14 @@ def run_generation_job(job_id: int) -> None:
     generation.run_generation(job_id)
 
 
+@shared_task(name="curation.tasks.demo_select_and_generate", acks_late=True)
+def demo_select_and_generate(k: int) -> None:
+    """The demo's selection and first generation job, once its first packages are ingested."""
+    from . import demo
+
+    demo.select_and_generate(k)
+
+
 @shared_task(name="curation.tasks.propose_refinement", acks_late=True)
 def propose_refinement(run_id: int) -> None:
     """Ask the LLM for a revised principle set (the `llm` queue)."""

@@ -102,6 +102,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "active_jobs": _active_jobs(),
         "sandbox_problem": sandbox.availability_problem(),
         "teacher_problem": "" if settings.OPENAI_BASE_URL else llm.offline_teacher()[2],
+        "engine": {} if settings.OPENAI_BASE_URL else llm.engine_state(),
     }
     return render(request, "curation/dashboard.html", context)
 
