@@ -65,8 +65,9 @@ def queue_pipeline(k: int = DEMO_K) -> list[int]:
     return [run.pk for run in first + later]
 
 
-def select_and_generate(k: int = DEMO_K) -> GenerationJob | None:
-    """Run the demo's selection if there is none yet, then create and queue its first generation job."""
+def select_and_generate(k: int = DEMO_K, *, create_job: bool = True) -> GenerationJob | None:
+    """Run the demo's selection if there is none yet, then (with `create_job`) create and queue its
+    first generation job."""
     from . import tasks
 
     run = SelectionRun.objects.filter(status=SelectionRun.Status.SUCCEEDED).order_by("-pk").first()
@@ -79,7 +80,7 @@ def select_and_generate(k: int = DEMO_K) -> GenerationJob | None:
         run = selection.run_selection(run.pk)
         if run.status != SelectionRun.Status.SUCCEEDED:
             return None
-    if GenerationJob.objects.filter(selection_run__isnull=False).exists():
+    if not create_job or GenerationJob.objects.filter(selection_run__isnull=False).exists():
         return None  # (an import job of the demo dataset does not count)
     catalog.ensure_catalog()
     job = generation.create_generation_job(

@@ -851,6 +851,23 @@ def _endpoint_client(base_url: str, api_key: str) -> OpenAICompatibleClient:
     )
 
 
+def check_model(name: str) -> str:
+    """`name`, stripped, if a job may use it here; ValueError with the choices otherwise.
+
+    Offline, only models this machine can run (a local server's, or the in-process one); with an
+    endpoint any name, since the endpoint decides what it serves.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("A model name is needed.")
+    if settings.OPENAI_BASE_URL:
+        return name
+    choices = [n for n, _ in reachable_models()]
+    if resolve_model(name) not in choices:
+        raise ValueError(f"{name} is not available here; choose one of: {', '.join(choices)}.")
+    return name
+
+
 def reachable_models() -> list[tuple[str, str]]:
     """(name, label) of the models a job may use here, the configured defaults first.
 

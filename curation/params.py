@@ -19,7 +19,6 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
 # Column ranges (PostgreSQL's; SQLite stores 64 bits and enforces nothing).
 INT32_MAX = 2**31 - 1  # integer, and PositiveIntegerField
-SMALL_MAX = 2**15 - 1  # smallint, and PositiveSmallIntegerField
 ID_MAX = 2**63 - 1  # bigint: every primary key (BigAutoField)
 
 # Bounds that make sense for what the numbers mean (all within their columns).

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from . import analytics, catalog, charts, launch, pools, refinement
 from .forms import RefinementForm, RejudgeForm
 from .models import CodeTask, PoolExample, PrincipleVersion, RefinementRun, RejudgeJob
+from .params import text_param
 from .roles import CURATOR, role_required
 
 
@@ -56,7 +57,7 @@ def _task_charts(item: analytics.TaskAnalytics) -> dict:
 
 @role_required(CURATOR)
 def analytics_page(request: HttpRequest) -> HttpResponse:
-    slug = request.GET.get("task", "")
+    slug = text_param(request.GET, "task")
     try:
         items = analytics.all_analytics(slug)
     except ValueError as exc:
@@ -80,7 +81,7 @@ def analytics_page(request: HttpRequest) -> HttpResponse:
 
 @role_required(CURATOR)
 def pool_list(request: HttpRequest) -> HttpResponse:
-    filters = {key: request.GET.get(key, "") for key in ("task", "kind", "origin", "language", "removed")}
+    filters = {key: text_param(request.GET, key) for key in ("task", "kind", "origin", "language", "removed")}
     qs = PoolExample.objects.select_related("task").order_by("-pinned", "-created_at")
     if filters["task"]:
         qs = qs.filter(task__slug=filters["task"])

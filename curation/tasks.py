@@ -34,12 +34,18 @@ def run_generation_job(job_id: int) -> None:
     generation.run_generation(job_id)
 
 
-@shared_task(name="curation.tasks.demo_select_and_generate", acks_late=True)
-def demo_select_and_generate(k: int) -> None:
-    """The demo's selection and first generation job, once its first packages are ingested."""
-    from . import demo
+@shared_task(name="curation.tasks.demo_select_and_generate", acks_late=True, bind=True, max_retries=None)
+def demo_select_and_generate(self, k: int) -> None:
+    """The demo's selection and first generation job, once its first packages are ingested.
 
-    demo.select_and_generate(k)
+    While the llama.cpp engine is still building, the job waits for it: measured here, the in-process
+    engine wrote nothing in 12 minutes while the build took both cores, so the teacher comes sooner.
+    """
+    from . import demo, llm
+
+    demo.select_and_generate(k, create_job=llm.engine_state().get("state") != "building")
+    if llm.engine_state().get("state") == "building":
+        raise self.retry(countdown=15)
 
 
 @shared_task(name="curation.tasks.propose_refinement", acks_late=True)

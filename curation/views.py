@@ -258,6 +258,13 @@ def task_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def generation_new(request: HttpRequest) -> HttpResponse:
     form = GenerationJobForm(request.POST or None)
+    # Each role's model is picked from those this machine can reach (a datalist; the stage checks it).
+    for field, default in (
+        ("generator_model", settings.LLM_GENERATOR_MODEL),
+        ("discriminator_model", settings.LLM_DISCRIMINATOR_MODEL),
+    ):
+        form.fields[field].widget.attrs["list"] = "reachable-models"
+        form.fields[field].initial = llm.resolve_model(default)
     if request.method == "POST" and form.is_valid():
         try:
             job = launch.start_generation(user=request.user, **form.cleaned_data)
@@ -266,7 +273,7 @@ def generation_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Generation job #{job.pk} queued: {job.progress_total} instances.")
             return redirect("generation-detail", job.pk)
-    return render(request, "curation/generation_new.html", {"form": form})
+    return render(request, "curation/generation_new.html", {"form": form, "models": llm.reachable_models()})
 
 
 def _job_context(job: GenerationJob) -> dict:

@@ -82,8 +82,9 @@ def test_generation_form_queues_a_job(curator_client, django_capture_on_commit_c
                 "tasks": ["generation", "repair"],
                 "samples_per_task": 2,
                 "instances_per_sample": 1,
-                "generator_model": "g",
-                "discriminator_model": "d",
+                # Offline, the in-process model is the one every machine can reach.
+                "generator_model": "smollm2-135m-instruct",
+                "discriminator_model": "smollm2-135m-instruct",
                 "concurrency": 4,
             },
         )

@@ -93,3 +93,65 @@ def test_reachable_models_with_an_endpoint_are_the_configured_names(settings):
     settings.LLM_DISCRIMINATOR_MODEL = "gpt-4o"
     settings.LLM_ENDPOINT_MODELS = ["gpt-4.1"]
     assert [name for name, _ in llm.reachable_models()] == ["gpt-4o-mini", "gpt-4o", "gpt-4.1"]
+
+
+# --- the model picker --------------------------------------------------------------------------------
+
+
+def test_the_picked_models_reach_the_llm_calls(curator_client, settings, django_capture_on_commit_callbacks):
+    from curation import generation
+    from curation.models import GenerationJob
+    from tests.curation.pipeline_factory import make_selection
+    from tests.fakes.openai_stub import OpenAIStub
+    from tests.fakes.responders import responder
+
+    selection = make_selection()
+    with OpenAIStub(responder=responder) as stub:
+        settings.OPENAI_BASE_URL = stub.base_url
+        page = curator_client.get(reverse("generation-new")).content.decode()
+        assert 'list="reachable-models"' in page
+        with django_capture_on_commit_callbacks(execute=False):
+            response = curator_client.post(
+                reverse("generation-new"),
+                {
+                    "selection_run": selection.pk,
+                    "tasks": ["generation"],
+                    "samples_per_task": 2,
+                    "instances_per_sample": 1,
+                    "generator_model": "picked-generator",
+                    "discriminator_model": "picked-judge",
+                    "concurrency": 2,
+                },
+            )
+        assert response.status_code == 302, response.content.decode()[:2000]
+        job = GenerationJob.objects.get(selection_run=selection)
+        generation.run_generation(job.pk, client=llm.OpenAICompatibleClient(stub.base_url, "none"))
+        sent = [body["model"] for body in stub.requests]
+    assert sorted(set(sent)) == ["picked-generator", "picked-judge"]
+    assert sent.count("picked-generator") == 2 and sent.count("picked-judge") == 2
+    job.refresh_from_db()
+    assert set(job.instances.values_list("generator_model", flat=True)) == {"picked-generator"}
+    assert set(job.calls.values_list("model", flat=True)) == {"picked-generator", "picked-judge"}
+
+
+def test_offline_an_unreachable_model_is_refused_with_the_choices(curator_client, settings, monkeypatch):
+    from tests.curation.pipeline_factory import make_selection
+
+    settings.OPENAI_BASE_URL = ""
+    monkeypatch.delenv("WAVECODER_OFFLINE_ENDPOINTS", raising=False)
+    selection = make_selection()
+    response = curator_client.post(
+        reverse("generation-new"),
+        {
+            "selection_run": selection.pk,
+            "tasks": ["generation"],
+            "samples_per_task": 1,
+            "instances_per_sample": 1,
+            "generator_model": "gpt-9000",
+            "discriminator_model": "smollm2-135m-instruct",
+            "concurrency": 1,
+        },
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "gpt-9000 is not available here; choose one of:" in page and "smollm2-135m-instruct" in page
