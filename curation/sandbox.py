@@ -260,9 +260,6 @@ def sandbox_layers() -> list[str]:
 
 
 def _limits(timeout_s: float | None, memory_mb: int | None) -> Limits:
-    from django.conf import settings
-
-    configured = settings.configured
     return Limits(
         timeout_s=float(
             timeout_s if timeout_s is not None else _setting("SANDBOX_TIMEOUT_S", DEFAULT_TIMEOUT_S)
@@ -270,13 +267,16 @@ def _limits(timeout_s: float | None, memory_mb: int | None) -> Limits:
         memory_mb=int(
             memory_mb if memory_mb is not None else _setting("SANDBOX_MEMORY_MB", DEFAULT_MEMORY_MB)
         ),
-        tmp_mb=int(_setting("SANDBOX_TMP_MB", DEFAULT_TMP_MB)) if configured else DEFAULT_TMP_MB,
+        tmp_mb=int(_setting("SANDBOX_TMP_MB", DEFAULT_TMP_MB)),
     )
 
 
 def _setting(name: str, default):
-    from django.conf import settings
-
+    # The module also runs without Django (the escape suite's ordinary-user driver): defaults then.
+    try:
+        from django.conf import settings
+    except ImportError:
+        return default
     return getattr(settings, name, default) if settings.configured else default
 
 

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 from pathlib import Path
@@ -263,27 +264,37 @@ def _run_as_ordinary_user(payloads: dict[str, dict]) -> dict[str, dict]:
         return _run_as_current_user(payloads)  # we are an ordinary user already
     if not SYSTEM_PYTHON.exists():
         pytest.fail(f"{SYSTEM_PYTHON} is needed to run the sandbox as an ordinary user")
-    site = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": site,
-        "WAVECODER_PROJECT": str(settings.BASE_DIR),
-        "HOME": "/nonexistent",
-    }
-    driver = Path(__file__).with_name("sandbox_driver.py")
-    items = [{"code": p["code"], "audit_hook": p["audit_hook"], "timeout_s": 8} for p in payloads.values()]
-    done = subprocess.run(
-        [str(SYSTEM_PYTHON), str(driver)],
-        input=json.dumps(items),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd="/",
-        user=ORDINARY_UID,
-        group=ORDINARY_UID,
-        extra_groups=[],
-        timeout=300,
-    )
+    import pyseccomp
+
+    # The sandbox module, its guard and pyseccomp, copied where the ordinary user can read them (the
+    # checkout or the virtualenv may sit in a private folder such as /root).
+    root = Path(tempfile.mkdtemp(prefix="sandbox-driver-"))
+    try:
+        (root / "curation").mkdir()
+        (root / "curation" / "__init__.py").write_text("")
+        for name in ("sandbox.py", "sandbox_guard.py"):
+            shutil.copy(Path(sandbox.__file__).with_name(name), root / "curation" / name)
+        shutil.copy(pyseccomp.__file__, root / "pyseccomp.py")
+        shutil.copy(Path(__file__).with_name("sandbox_driver.py"), root / "driver.py")
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        items = [
+            {"code": p["code"], "audit_hook": p["audit_hook"], "timeout_s": 8} for p in payloads.values()
+        ]
+        done = subprocess.run(
+            [str(SYSTEM_PYTHON), "-I", str(root / "driver.py")],
+            input=json.dumps(items),
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "WAVECODER_PROJECT": str(root)},
+            cwd="/",
+            user=ORDINARY_UID,
+            group=ORDINARY_UID,
+            extra_groups=[],
+            timeout=300,
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["uid"] == ORDINARY_UID and report["problem"] == "", report["problem"]
