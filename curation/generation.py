@@ -118,9 +118,6 @@ def create_generation_job(
         raise ValueError(f"Selection run #{selection_run.pk} has not succeeded ({selection_run.status}).")
     if samples_per_task < 1 or not 1 <= instances_per_sample <= 20:
         raise ValueError("samples_per_task must be ≥ 1 and instances_per_sample between 1 and 20.")
-    # Only models this machine can reach (offline: a local server's or the in-process one).
-    generator_model = llm.check_model(generator_model or settings.LLM_GENERATOR_MODEL)
-    discriminator_model = llm.check_model(discriminator_model or settings.LLM_DISCRIMINATOR_MODEL)
     concurrency = settings.LLM_CONCURRENCY if concurrency is None else concurrency
     if not 1 <= concurrency <= 256:
         raise ValueError("concurrency must be between 1 and 256.")

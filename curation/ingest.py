@@ -1212,12 +1212,15 @@ def _parse_json_line(raw: bytes) -> Any:
         raise _FileProblem("not valid JSON (nested too deeply)")
 
 
+_MAX_LINE = 2**31 - 1  # an integer column on PostgreSQL
+
+
 def _positive_int(value: Any) -> int | None:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         return None
-    return number if number > 0 else None
+    return number if 0 < number <= _MAX_LINE else None
 
 
 def _normalize_newlines(text: str) -> str:

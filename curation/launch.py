@@ -9,7 +9,7 @@ from django.db import transaction
 
 from wavecoder_site.files import open_private, private_dir
 
-from . import generation, ingest, refinement, selection
+from . import generation, ingest, llm, refinement, selection
 from . import tasks as tasks_module
 from .models import GenerationJob, IngestRun, RefinementRun, RejudgeJob, SelectionRun
 from .roles import ADMIN, has_role
@@ -92,8 +92,18 @@ def start_selection(*, user, k: int, seed: int, model_name: str | None, language
     return run
 
 
+def check_models(options: dict) -> None:
+    """Refuse a job's models that this machine cannot reach (offline: no local server, not in-process)."""
+    for role in ("generator_model", "discriminator_model"):
+        if options.get(role):
+            options[role] = llm.check_model(options[role])
+
+
 def start_generation(*, user, selection_run, tasks, samples_per_task, **options) -> GenerationJob:
-    """Create a generation job, plan its instances and queue it on the `llm` queue."""
+    """Create a generation job, plan its instances and queue it on the `llm` queue.
+
+    The Generator's and Discriminator's models must be ones this machine can reach (ValueError)."""
+    check_models(options)
     job = generation.create_generation_job(
         selection_run=selection_run, tasks=tasks, samples_per_task=samples_per_task, user=user, **options
     )

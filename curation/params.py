@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.views import defaults
+from rest_framework import serializers
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
@@ -141,3 +142,13 @@ class TextJSONParser(JSONParser):
 
 # What every API view parses: DRF's defaults, JSON through TextJSONParser.
 API_PARSERS = [TextJSONParser, FormParser, MultiPartParser]
+
+
+class TextSlugRelatedField(serializers.SlugRelatedField):
+    """A related object by a text slug, refused before the lookup when the slug holds a NUL character
+    (PostgreSQL refuses it in a query: a 500, where SQLite simply finds nothing)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            raise serializers.ValidationError("Must not contain NUL characters.")
+        return super().to_internal_value(data)

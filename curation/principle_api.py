@@ -19,6 +19,7 @@ from .params import (
     REFINEMENT_HELDOUT_FRACTION,
     REFINEMENT_HELDOUT_MAX,
     SEED_MAX,
+    TextSlugRelatedField,
     text_param,
 )
 from .roles import IsCurator
@@ -141,7 +142,7 @@ class PoolExampleViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class RefinementRunSerializer(serializers.ModelSerializer):
-    task = serializers.SlugRelatedField(slug_field="slug", queryset=CodeTask.objects.all())
+    task = TextSlugRelatedField(slug_field="slug", queryset=CodeTask.objects.all())
     base_version = serializers.IntegerField(source="base_version.version", read_only=True)
     proposed_version = serializers.IntegerField(
         source="proposed_version.version", read_only=True, default=None

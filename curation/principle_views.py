@@ -23,8 +23,13 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
     """The form's `next` when it stays on this site (no other host, no javascript: URL), else `fallback`
     (a URL name)."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    # Only a path on this site: `redirect()` would read a bare word as a URL name (NoReverseMatch).
+    if (
+        target.startswith("/")
+        and not target.startswith("//")
+        and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
         return target
     return reverse(fallback)

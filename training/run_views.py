@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from curation.charts import line_chart
+from curation.params import int_param
 from curation.roles import ADMIN, CURATOR, role_required
 from training import runs
 from training.models import EvaluationRun, TrainingRun
@@ -90,7 +91,8 @@ def evaluation_list(request: HttpRequest) -> HttpResponse:
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
 def evaluation_new(request: HttpRequest) -> HttpResponse:
-    initial = {"training_run": request.GET.get("run")} if request.GET.get("run") else None
+    run_id = int_param(request.GET, "run")
+    initial = {"training_run": run_id} if run_id is not None else None
     form = EvaluationForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         params = form.evaluation_params()

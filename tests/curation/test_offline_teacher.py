@@ -155,3 +155,15 @@ def test_offline_an_unreachable_model_is_refused_with_the_choices(curator_client
     page = response.content.decode()
     assert response.status_code == 200
     assert "gpt-9000 is not available here; choose one of:" in page and "smollm2-135m-instruct" in page
+
+
+def test_the_generate_command_refuses_an_unreachable_model_offline(db, settings, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    from tests.curation.pipeline_factory import make_selection
+
+    settings.OPENAI_BASE_URL = ""
+    monkeypatch.delenv("WAVECODER_OFFLINE_ENDPOINTS", raising=False)
+    make_selection()
+    with pytest.raises(CommandError, match="gpt-9000 is not available here"):
+        call_command("generate", "--generator-model", "gpt-9000", "--queue")

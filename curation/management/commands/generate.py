@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation import catalog, generation, tasks
+from curation import catalog, generation, launch, tasks
 from curation.management.progress import ProgressBar
 from curation.models import CodeTask, GenerationJob, SelectionRun
 
@@ -10,7 +10,7 @@ from curation.models import CodeTask, GenerationJob, SelectionRun
 class Command(BaseCommand):
     help = (
         "Generate instruction instances from a selection run with the Generator and judge them with the "
-        "Discriminator. Uses OPENAI_BASE_URL when set, else the offline SmolLM2 model."
+        "Discriminator. Uses OPENAI_BASE_URL when set, else the offline models this machine runs."
     )
 
     def add_arguments(self, parser) -> None:
@@ -65,13 +65,18 @@ class Command(BaseCommand):
         if selection is None:
             raise CommandError("No succeeded selection run; run `manage.py select_coreset` first.")
         try:
+            models = {
+                "generator_model": opts["generator_model"],
+                "discriminator_model": opts["discriminator_model"],
+            }
+            launch.check_models(models)
             return generation.create_generation_job(
                 selection_run=selection,
                 tasks=[t.strip() for t in opts["tasks"].split(",") if t.strip()],
                 samples_per_task=opts["samples"],
                 instances_per_sample=opts["per_sample"],
-                generator_model=opts["generator_model"],
-                discriminator_model=opts["discriminator_model"],
+                generator_model=models["generator_model"],
+                discriminator_model=models["discriminator_model"],
                 concurrency=opts["concurrency"],
                 execute=not opts["no_execute"],
             )
