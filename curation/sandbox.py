@@ -299,18 +299,17 @@ class _FileDescriptors:
         return self
 
     def __exit__(self, *exc) -> None:
-        for fd in {*self.passed, self.status_read, self.status_write}:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # closed already
+        # Each descriptor is closed exactly once: a second close could hit a number another thread's
+        # run has been given meanwhile (seen: "bwrap: Can't write data to file … Bad file descriptor").
+        for fd in {*self.passed, self.status_read}:
+            os.close(fd)
+        self.passed.clear()
 
     def sandbox_pid(self) -> int | None:
         """The outer pid of the sandbox's init process, once bubblewrap has reported it."""
-        try:
-            os.close(self.status_write)
-        except OSError:
-            pass
+        if self.status_write in self.passed:
+            self.passed.remove(self.status_write)
+            os.close(self.status_write)  # our copy; bubblewrap's ends with it
         os.set_blocking(self.status_read, False)
         try:
             text = os.read(self.status_read, 4096).decode(errors="replace")
@@ -326,7 +325,7 @@ class _FileDescriptors:
         return None
 
     def data(self, name: str, content: bytes) -> str:
-        fd = os.memfd_create(name[-200:] or "file", 0)
+        fd = os.memfd_create(name[-200:] or "file")  # close-on-exec; pass_fds hands it to bwrap
         self.passed.append(fd)
         view = memoryview(content)
         while view:

@@ -22,6 +22,18 @@ class _VersionChoice(forms.ModelChoiceField):
         return f"{version.label}{name} ({version.item_count} instances{state})"
 
 
+# Lower bounds the training config checks itself, with messages that name the value (shown above the
+# form with the other problems of the run), so the browser lets them through to it.
+_CHECKED_BY_THE_CONFIG = {
+    "max_steps",
+    "save_steps",
+    "max_length",
+    "global_batch_size",
+    "per_device_batch_size",
+    "num_processes",
+}
+
+
 class TrainingRunForm(forms.ModelForm):
     """A run's dataset version, base model, method and hyperparameters (WaveCoder's by default)."""
 
@@ -56,9 +68,13 @@ class TrainingRunForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         for name, (low, high) in runs.INTEGER_RANGES.items():
             field = self.fields[name]
-            field.min_value, field.max_value = low, high
-            field.validators += [MinValueValidator(low), MaxValueValidator(high)]
-            field.widget.attrs.update(min=low, max=high)
+            field.max_value = high
+            field.validators.append(MaxValueValidator(high))
+            field.widget.attrs.update(max=high)
+            if name not in _CHECKED_BY_THE_CONFIG:
+                field.min_value = low
+                field.validators.append(MinValueValidator(low))
+                field.widget.attrs.update(min=low)
         self.fields["base_model"].initial = (
             self.fields["base_model"].initial or finetune.TrainConfig.base_model
         )

@@ -200,3 +200,17 @@ def test_async_variant_runs_in_parallel():
         return await asyncio.gather(*(run_python_async(f"print({i})") for i in range(4)))
 
     assert [r.stdout for r in asyncio.run(run())] == ["0\n", "1\n", "2\n", "3\n"]
+
+
+def test_concurrent_runs_keep_their_own_files():
+    """Many runs at once from threads: each sees its own files (descriptors are never closed twice)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int):
+        return run_python("print(open('data.txt').read())", files={"data.txt": f"run {i}"}, timeout_s=20)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, range(48)))
+    assert [r.stdout for r in results] == [f"run {i}\n" for i in range(48)], [
+        r.reason for r in results if not r.ok
+    ]

@@ -5,6 +5,7 @@ import signal
 
 import pytest
 from django.db.models import Count
+from django.test import override_settings
 from django.urls import reverse
 
 from curation.catalog import ensure_catalog
@@ -37,9 +38,16 @@ def _llm_env(stub, **extra) -> dict[str, str]:
     }
 
 
-def _start_job(client, curator, selection, samples: int, concurrency: int) -> GenerationJob:
+def _start_job(client, curator, selection, samples: int, concurrency: int, stub) -> GenerationJob:
     client.force_login(curator)
-    response = client.post(
+    with override_settings(OPENAI_BASE_URL=stub.base_url):  # the page checks the models it may use
+        response = _post_job(client, selection, samples, concurrency)
+    assert response.status_code == 302, response.content
+    return GenerationJob.objects.get()
+
+
+def _post_job(client, selection, samples: int, concurrency: int):
+    return client.post(
         reverse("generation-new"),
         {
             "selection_run": selection.pk,
@@ -51,8 +59,6 @@ def _start_job(client, curator, selection, samples: int, concurrency: int) -> Ge
             "concurrency": concurrency,
         },
     )
-    assert response.status_code == 302, response.content
-    return GenerationJob.objects.get()
 
 
 def _finished(job):
@@ -68,7 +74,7 @@ def test_fault_mix_loses_nothing_and_duplicates_nothing(worker, client, curator,
     selection = make_selection(4)
     with OpenAIStub(responder=responder, faults=FAULTS, seed=3) as stub:
         worker(env=_llm_env(stub))
-        job = _start_job(client, curator, selection, samples=4, concurrency=8)
+        job = _start_job(client, curator, selection, samples=4, concurrency=8, stub=stub)
         assert job.progress_total == 16
         wait_for(_finished(job), timeout=180, logs=tmp_path)
         assert job.status == GenerationJob.Status.SUCCEEDED, job.error
@@ -104,7 +110,7 @@ def test_killed_worker_is_replaced_and_each_instance_is_made_once(worker, client
     with OpenAIStub(responder=responder, latency=0.5) as stub:
         env = _llm_env(stub, WAVECODER_LLM_TIMEOUT_S="10", WAVECODER_LLM_LEASE_S="4")
         first = worker(env=env)
-        job = _start_job(client, curator, selection, samples=4, concurrency=2)
+        job = _start_job(client, curator, selection, samples=4, concurrency=2, stub=stub)
         wait_for(
             lambda: Instance.objects.filter(job=job, status="done").count() >= 2, timeout=120, logs=tmp_path
         )
