@@ -241,7 +241,11 @@ def test_archive_member_errors_do_not_show_the_temporary_folder(tmp_path, settin
 
 
 def _settings_env(var_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_BROKER_URL"))
+    }
     env.update(
         WAVECODER_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="wavecoder_site.settings", HF_HUB_OFFLINE="1"
     )
