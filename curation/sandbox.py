@@ -181,7 +181,7 @@ def run_python(
     main = f"{WORK}/{main_name}"
     python, binds = _python()
     # The guard is always there (read-only), so runners that fork can install it in their child.
-    guard = {_GUARD: Path(__file__).with_name("sandbox_guard.py").read_text()}
+    guard = {_GUARD: _guard_source()}
     if audit_hook:
         config = {"work": WORK, "deny_read": ["/proc", "/etc/shadow"]}
         argv = [python, "-I", "-S", "-u", _GUARD, json.dumps(config), main]
@@ -278,6 +278,11 @@ def _setting(name: str, default):
     except ImportError:
         return default
     return getattr(settings, name, default) if settings.configured else default
+
+
+@functools.cache
+def _guard_source() -> str:
+    return Path(__file__).with_name("sandbox_guard.py").read_text()
 
 
 def _check_names(names) -> None:

@@ -43,8 +43,9 @@ def demo_select_and_generate(self, k: int) -> None:
     """
     from . import demo, llm
 
-    demo.select_and_generate(k, create_job=llm.engine_state().get("state") != "building")
-    if llm.engine_state().get("state") == "building":
+    building = llm.engine_state().get("state") == "building"
+    demo.select_and_generate(k, create_job=not building)
+    if building:
         raise self.retry(countdown=15)
 
 

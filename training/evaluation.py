@@ -27,6 +27,7 @@ harness might pass it (none of HumanEval's 164 does).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -289,6 +290,11 @@ def _checked_sample(raw: Any, where: str, problems: Mapping[str, Any]) -> dict[s
     return {"task_id": task_id, present[0]: raw[present[0]]}
 
 
+@functools.cache
+def _runner_source() -> str:
+    return _RUNNER.read_text()
+
+
 def _run_one(
     problem: Mapping[str, Any],
     sample: Mapping[str, Any],
@@ -304,7 +310,7 @@ def _run_one(
         "timeout_s": float(timeout_s),
     }
     run = run_python(
-        _RUNNER.read_text(),
+        _runner_source(),
         timeout_s=timeout_s + PROCESS_GRACE_S,
         memory_mb=memory_mb,
         files={_PROGRAM_FILE: candidate_program(problem, sample), "problem.json": json.dumps(setup)},

@@ -118,15 +118,20 @@ def test_the_header_must_name_the_model(parted):
         offline_models.ensure(replace(model, header_name="Qwen2.5 Coder"))
 
 
-def test_the_teacher_falls_back_to_smollm2_with_the_reason(parted, monkeypatch):
-    model, site = parted
-    shutil.rmtree(site / "tiny_part2")
+def _teacher_with(monkeypatch, model):
+    """`offline_models.teacher()` with `model` as the preferred teacher, its cache cleared around."""
     monkeypatch.setattr(offline_models, "TEACHER", model)
     offline_models.teacher.cache_clear()
     try:
-        chosen = offline_models.teacher()
+        return offline_models.teacher()
     finally:
         offline_models.teacher.cache_clear()
+
+
+def test_the_teacher_falls_back_to_smollm2_with_the_reason(parted, monkeypatch):
+    model, site = parted
+    shutil.rmtree(site / "tiny_part2")
+    chosen = _teacher_with(monkeypatch, model)
     assert chosen.model is offline_models.SMOLLM2_135M
     assert chosen.ok and chosen.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert chosen.reason.startswith("Tiny Coder: part 2 of 3 is missing")
@@ -134,12 +139,7 @@ def test_the_teacher_falls_back_to_smollm2_with_the_reason(parted, monkeypatch):
 
 def test_the_teacher_is_used_when_it_verifies(parted, monkeypatch):
     model, _ = parted
-    monkeypatch.setattr(offline_models, "TEACHER", model)
-    offline_models.teacher.cache_clear()
-    try:
-        chosen = offline_models.teacher()
-    finally:
-        offline_models.teacher.cache_clear()
+    chosen = _teacher_with(monkeypatch, model)
     assert chosen.model is model and chosen.ok and chosen.reason == ""
 
 
