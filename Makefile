@@ -15,10 +15,12 @@ STEP = @sh -c 'label=$$1; shift; log=$$(mktemp); t0=$$(date +%s); printf "  %s .
   if "$$@" >"$$log" 2>&1; then echo "done ($$(( $$(date +%s) - t0 )) s)"; rm -f "$$log"; \
   else rc=$$?; echo "FAILED"; cat "$$log"; rm -f "$$log"; exit $$rc; fi' step
 
-$(VENV)/.installed: requirements.txt
+$(PY):
 	@echo "Setting up WaveCoder Studio:"
-	$(STEP) "Creating the virtualenv in $(VENV)" sh -c 'test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)'
+	$(STEP) "Creating the virtualenv in $(VENV)" sh -c '$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)'
 	$(STEP) "Updating pip" $(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt $(PY)
 	$(STEP) "Installing Python packages (about 3 minutes on a fresh machine)" \
 	  $(PIP) install --quiet --progress-bar off -r requirements.txt
 	@touch $@
@@ -46,10 +48,19 @@ models-1.5b: $(MODELS)/.installed
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
   -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
   -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF
-$(VENV)/.llm-engine: requirements-llm.txt $(VENV)/.installed
+# The wheel is built apart from the virtualenv's packages (`pip wheel`, no install), so it can be built
+# while requirements.txt installs: the demo starts it first, in the background.
+ENGINE_WHEELS := var/wheels
+$(ENGINE_WHEELS)/.built: requirements-llm.txt $(PY)
 	$(STEP) "Building the llama.cpp engine (once; about 5-14 minutes)" sh -c \
-	  'CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --progress-bar off -r requirements-llm.txt \
-	   || echo "llama-cpp-python did not install: the offline LLM runs in-process with transformers."'
+	  'mkdir -p $(ENGINE_WHEELS) && CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --quiet --progress-bar off \
+	   --no-deps --wheel-dir $(ENGINE_WHEELS) $$(grep -o "llama-cpp-python[^ ]*" requirements-llm.txt | sed "s/\[server\]//") \
+	   || echo "llama-cpp-python did not build: the offline LLM runs in-process with transformers."'
+	@touch $@
+
+$(VENV)/.llm-engine: $(ENGINE_WHEELS)/.built $(VENV)/.installed
+	$(STEP) "Installing the llama.cpp engine" sh -c '$(PIP) install --quiet --progress-bar off \
+	  --find-links $(ENGINE_WHEELS) -r requirements-llm.txt || echo "llama-cpp-python did not install."'
 	@$(PY) -m curation.llm; [ $$? -ne 1 ] || $(MAKE) --no-print-directory llm-engine-rebuild
 	@touch $@
 
@@ -80,13 +91,16 @@ chromium:
 
 ## Run the app on embedded defaults: SQLite, filesystem broker, offline models, demo accounts, real code.
 ## The web server and the worker start before the demo's jobs run; a llama.cpp engine not yet built is
-## built in the background meanwhile (the offline LLM runs in-process until it is ready).
-demo: $(VENV)/.installed $(MODELS)/.installed sandbox
+## built in the background from the start, while the packages install.
+demo: $(PY)
+	@mkdir -p var; test -f $(VENV)/.llm-engine || test -f $(ENGINE_WHEELS)/.built || { \
+	  echo "  Building the llama.cpp engine in the background (log: var/llm-engine-build.log)"; \
+	  nohup $(MAKE) --no-print-directory $(ENGINE_WHEELS)/.built > var/llm-engine-build.log 2>&1 & }
+	@$(MAKE) --no-print-directory $(VENV)/.installed $(MODELS)/.installed sandbox
 	@HF_HUB_OFFLINE=1 $(PY) manage.py migrate --noinput -v 0 && echo "  Database ready (SQLite in var/)"
 	@HF_HUB_OFFLINE=1 $(PY) manage.py demo_setup
-	@test -f $(VENV)/.llm-engine || { \
-	  echo "  Building the llama.cpp engine in the background (log: var/llm-engine-build.log)"; \
-	  nohup $(MAKE) --no-print-directory $(VENV)/.llm-engine > var/llm-engine-build.log 2>&1 & }
+	@test -f $(VENV)/.llm-engine || { nohup sh -c 'while [ ! -f $(ENGINE_WHEELS)/.built ]; do sleep 2; done; \
+	  $(MAKE) --no-print-directory $(VENV)/.llm-engine' >> var/llm-engine-build.log 2>&1 & }
 	HF_HUB_OFFLINE=1 $(PY) manage.py run_demo --host $(HOST) --port $(PORT) \
 	  --engine-marker $(VENV)/.llm-engine --engine-log var/llm-engine-build.log
 

@@ -95,20 +95,20 @@ def sequential_run(base_url: str, instances: int) -> tuple[float, int]:
     start = time.perf_counter()
     done = 0
     for row in rows:
-        fields, _ = generation.fields_for("generation", row.language)
         principles = row.task.current_principles
         for messages, schema in [
-            (generation.build_messages(row, [], []), generation.generator_schema(fields)),
+            (generation.build_messages(row, [], []), None),
             (
                 discrimination.build_messages(row, principles, [], []),
                 discrimination.judgement_schema([r["id"] for r in principles.rules]),
             ),
         ]:
-            request = {
-                "model": "m",
-                "messages": messages,
-                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
-            }
+            request = {"model": "m", "messages": messages}
+            if schema is not None:
+                request["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": schema},
+                }
             client.chat.completions.create(**request)
         done += 1
     return time.perf_counter() - start, done

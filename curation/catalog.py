@@ -54,10 +54,16 @@ DEFAULTS: dict[str, dict] = {
             "a natural-language description."
         ),
         "requirements": [
-            *COMMON_REQUIREMENTS,
-            "The solution answers both the instruction and the information in the input.",
-            "Write three to five Python assert statements in `tests` that the solution passes, when the "
-            "language is Python.",
+            "The instruction is one or two sentences; it names the programming language and the function "
+            "to write.",
+            "The output is one self-contained function that does what the raw code does, with only the "
+            "standard library: helpers, globals and `self` of the original become parameters or your "
+            "own code.",
+            "The task is solvable from the instruction and input alone, without the original repository.",
+            "Code fields contain only code; any explanation goes in comments inside the code.",
+            "Code includes every import it needs.",
+            "When the language is Python, `tests` holds three to five `assert` lines that call only the "
+            "output's function, with literal arguments.",
         ],
         "rules": [
             ("names_language", "Does the instruction name the programming language?"),
@@ -96,11 +102,12 @@ DEFAULTS: dict[str, dict] = {
         ),
         "requirements": [
             *COMMON_REQUIREMENTS[:2],
-            "The input is the buggy code; it differs from the fixed output only where the bug is.",
+            "Start from a self-contained version of the raw code (standard library only, no helpers or "
+            "globals of its repository); the input is that code with one bug planted.",
             "The output is the complete fixed code; `explanation` says briefly what was wrong.",
             "The bug is realistic and changes behaviour; it is not a syntax error or a renamed variable.",
-            "Write three to five Python assert statements in `tests` that the fixed code passes and the "
-            "buggy code fails, when the language is Python.",
+            "When the language is Python, `tests` holds two to five `assert` lines that call only the fixed "
+            "function, with literal arguments: they pass on the output and at least one fails on the input.",
         ],
         "rules": [
             ("input_is_code", "Is the input real code that contains a bug?"),
@@ -116,40 +123,155 @@ DEFAULTS: dict[str, dict] = {
     },
 }
 
-# One hand-written good example per task, so the first round already has a few-shot example.
-SEED_EXAMPLES: dict[str, dict] = {
-    "summarization": {
-        "language": "python",
-        "instruction": "Write concise documentation for the following Python function.",
-        "input": "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))",
-        "output": "Returns x limited to the closed range [lo, hi]: lo when x is below it, hi when x is "
-        "above it, and x itself otherwise.",
-    },
-    "generation": {
-        "language": "python",
-        "instruction": "Write a Python function `clamp(x, lo, hi)` that limits a number to a closed range.",
-        "input": "",
-        "output": "def clamp(x, lo, hi):\n    # Below lo gives lo, above hi gives hi.\n"
-        "    return max(lo, min(x, hi))",
-        "tests": "assert clamp(5, 0, 3) == 3\nassert clamp(-1, 0, 3) == 0\nassert clamp(2, 0, 3) == 2",
-    },
-    "translation": {
-        "language": "python",
-        "target_language": "javascript",
-        "instruction": "Translate the following Python function into JavaScript.",
-        "input": "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))",
-        "output": "function clamp(x, lo, hi) {\n  return Math.max(lo, Math.min(x, hi));\n}",
-    },
-    "repair": {
-        "language": "python",
-        "instruction": "The Python function below should limit x to the range [lo, hi] but returns wrong "
-        "values; find and fix the bug.",
-        "input": "def clamp(x, lo, hi):\n    return min(lo, max(x, hi))",
-        "output": "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))",
-        "explanation": "min and max were swapped, so the result was always lo or below; the fix applies min "
-        "with hi first, then max with lo.",
-        "tests": "assert clamp(5, 0, 3) == 3\nassert clamp(-1, 0, 3) == 0",
-    },
+# Hand-written good examples, three per task, each about a different kind of code. A small generator
+# copies a lone example as its answer (Qwen2.5-Coder-0.5B did so in 15 of 15 summaries with one); with
+# several, varied ones shown as earlier turns of the chat it writes about the code it is given.
+SEED_EXAMPLES: dict[str, list[dict]] = {
+    "summarization": [
+        {
+            "language": "python",
+            "instruction": "Write concise documentation for the following Python function.",
+            "input": "def word_counts(text):\n    counts = {}\n    for word in text.lower().split():\n"
+            "        counts[word] = counts.get(word, 0) + 1\n    return counts",
+            "output": "Counts how often each word occurs in `text`, ignoring case and "
+            "splitting on whitespace. "
+            "Returns a dict that maps each lower-cased word to its number of occurrences.",
+        },
+        {
+            "language": "python",
+            "instruction": "Explain what this Python generator yields and when it raises an error.",
+            "input": "def chunked(items, size):\n    if size < 1:\n        raise ValueError('size must be "
+            "positive')\n    for start in range(0, len(items), size):\n"
+            "        yield items[start:start + size]",
+            "output": "Yields consecutive slices of `items`, each `size` elements long "
+            "except possibly the last, "
+            "which holds what is left. Raises ValueError when `size` is less than 1.",
+        },
+        {
+            "language": "python",
+            "instruction": "Document this Python method of a cache entry class in a few sentences.",
+            "input": "def is_expired(self, now=None):\n    now = time.time() if now is None else now\n"
+            "    return self.created + self.ttl < now",
+            "output": "Tells whether the entry's time to live has run out: True when its creation time plus "
+            "`ttl` seconds lies before `now`. `now` defaults to the current time from `time.time()`.",
+        },
+    ],
+    "generation": [
+        {
+            "language": "python",
+            "source_code": "def merged(self):\n    result = []\n    for start, end in sorted(self._spans):\n"
+            "        if result and start <= result[-1][1]:\n"
+            "            result[-1] = (result[-1][0], max(result[-1][1], end))\n        else:\n"
+            "            result.append((start, end))\n    return result",
+            "instruction": "Write a Python function `merge_intervals(intervals)` that merges overlapping "
+            "(start, end) pairs and returns the merged pairs sorted by start.",
+            "input": "",
+            "output": "def merge_intervals(intervals):\n    merged = []\n"
+            "    for start, end in sorted(intervals):\n        if merged and start <= merged[-1][1]:\n"
+            "            merged[-1] = (merged[-1][0], max(merged[-1][1], end))\n        else:\n"
+            "            merged.append((start, end))\n    return merged",
+            "tests": "assert merge_intervals([(1, 3), (2, 6), (8, 9)]) == [(1, 6), (8, 9)]\n"
+            "assert merge_intervals([]) == []\nassert merge_intervals([(5, 7), (1, 2)]) == [(1, 2), (5, 7)]",
+        },
+        {
+            "language": "python",
+            "source_code": "def _seconds(self, spec):\n    total = 0\n"
+            "    for amount, unit in _DURATION_RE.findall(spec):\n"
+            "        total += int(amount) * _UNIT_SECONDS[unit]\n    return total",
+            "instruction": "Write a Python function `parse_duration(text)` that turns strings "
+            "such as '1h30m' or "
+            "'45s' into a number of seconds.",
+            "input": "",
+            "output": "import re\n\n\ndef parse_duration(text):\n    units = {'h': 3600, 'm': 60, 's': 1}\n"
+            "    return sum(int(n) * units[u] for n, u in re.findall(r'(\\d+)([hms])', text))",
+            "tests": "assert parse_duration('1h30m') == 5400\nassert parse_duration('45s') == 45\n"
+            "assert parse_duration('') == 0",
+        },
+        {
+            "language": "python",
+            "source_code": "def unique_names(self):\n    seen = set()\n"
+            "    return [n for n in self.names if not (n in seen or seen.add(n))]",
+            "instruction": "Write a Python function `dedupe(items)` that removes repeated values from a list "
+            "but keeps the order in which values first appear.",
+            "input": "",
+            "output": "def dedupe(items):\n    seen = set()\n    result = []\n    for item in items:\n"
+            "        if item not in seen:\n            seen.add(item)\n            result.append(item)\n"
+            "    return result",
+            "tests": "assert dedupe([3, 1, 3, 2, 1]) == [3, 1, 2]\nassert dedupe([]) == []\n"
+            "assert dedupe(['a', 'a']) == ['a']",
+        },
+    ],
+    "translation": [
+        {
+            "language": "python",
+            "target_language": "javascript",
+            "instruction": "Translate the following Python function into JavaScript.",
+            "input": "def word_counts(text):\n    counts = {}\n    for word in text.lower().split():\n"
+            "        counts[word] = counts.get(word, 0) + 1\n    return counts",
+            "output": "function wordCounts(text) {\n  const counts = {};\n"
+            "  for (const word of text.toLowerCase().split(/\\s+/).filter(Boolean)) {\n"
+            "    counts[word] = (counts[word] || 0) + 1;\n  }\n  return counts;\n}",
+        },
+        {
+            "language": "python",
+            "target_language": "go",
+            "instruction": "Rewrite this Python function in Go, keeping its behaviour.",
+            "input": "def is_palindrome(s):\n    s = ''.join(c.lower() for c in s if c.isalnum())\n"
+            "    return s == s[::-1]",
+            "output": 'import (\n\t"strings"\n\t"unicode"\n)\n\nfunc isPalindrome(s string) bool {\n'
+            "\tvar b strings.Builder\n\tfor _, r := range s {\n"
+            "\t\tif unicode.IsLetter(r) || unicode.IsDigit(r) {\n\t\t\tb.WriteRune(unicode.ToLower(r))\n"
+            "\t\t}\n\t}\n\tr := []rune(b.String())\n\tfor i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {\n"
+            "\t\tif r[i] != r[j] {\n\t\t\treturn false\n\t\t}\n\t}\n\treturn true\n}",
+        },
+        {
+            "language": "python",
+            "target_language": "java",
+            "instruction": "Translate this Python function that sums the even numbers of a list into Java.",
+            "input": "def sum_even(numbers):\n    return sum(n for n in numbers if n % 2 == 0)",
+            "output": "static int sumEven(java.util.List<Integer> numbers) {\n    int total = 0;\n"
+            "    for (int n : numbers) {\n        if (n % 2 == 0) {\n            total += n;\n        }\n"
+            "    }\n    return total;\n}",
+        },
+    ],
+    "repair": [
+        {
+            "language": "python",
+            "source_code": "def tail(self, n):\n    return self.buffer[len(self.buffer) - n:]",
+            "instruction": "This Python function should return the last n items "
+            "of a list but returns one too "
+            "many; find and fix the bug.",
+            "input": "def last_items(items, n):\n    return items[len(items) - n - 1:]",
+            "output": "def last_items(items, n):\n    return items[len(items) - n:]",
+            "explanation": "The slice started one position too early (an off-by-one); it must start at "
+            "len(items) - n.",
+            "tests": "assert last_items([1, 2, 3, 4], 2) == [3, 4]\nassert last_items([1, 2], 1) == [2]",
+        },
+        {
+            "language": "python",
+            "source_code": 'def _is_leap(year):\n    """Return True for leap years."""\n'
+            "    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)",
+            "instruction": "Fix the bug in this Python leap-year check, which gets century years wrong.",
+            "input": "def is_leap(year):\n    return year % 4 == 0 and year % 100 == 0 or year % 400 == 0",
+            "output": "def is_leap(year):\n    return year % 4 == 0 and year % 100 != 0 or year % 400 == 0",
+            "explanation": "The condition used == 0 where it needs != 0 for the hundreds, so "
+            "ordinary leap years "
+            "such as 2024 were rejected.",
+            "tests": "assert is_leap(2024)\nassert not is_leap(1900)\nassert is_leap(2000)",
+        },
+        {
+            "language": "python",
+            "source_code": "def first_word(self):\n    words = self.text.split()\n"
+            '    return words[0] if words else ""',
+            "instruction": "This Python function fails on an empty string; find the bug and fix it.",
+            "input": "def first_word(text):\n    return text.split()[0]",
+            "output": "def first_word(text):\n    words = text.split()\n    return words[0] if words else ''",
+            "explanation": "An empty or blank string has no words, so indexing [0] raised IndexError; "
+            "the fix "
+            "returns an empty string then.",
+            "tests": "assert first_word('hello world') == 'hello'\nassert first_word('') == ''",
+        },
+    ],
 }
 
 
@@ -159,7 +281,8 @@ def rules_from_pairs(pairs) -> list[dict]:
 
 @transaction.atomic
 def ensure_catalog() -> None:
-    """Create the four tasks with version 1 of their prompt and principles and a seed example (idempotent)."""
+    """Create the four tasks with version 1 of their prompt and principles, and add any seed example the
+    pool lacks (idempotent; a seed a curator removed stays removed)."""
     for slug, spec in DEFAULTS.items():
         task, _ = CodeTask.objects.get_or_create(slug=slug, defaults={"name": spec["name"]})
         if task.current_prompt_id is None:
@@ -175,18 +298,22 @@ def ensure_catalog() -> None:
             )
             task.current_principles = principles
         task.save()
-        if not task.pool.filter(origin=PoolExample.Origin.SEED).exists():
-            seed = SEED_EXAMPLES[slug]
+        existing = set(task.pool.filter(origin=PoolExample.Origin.SEED).values_list("instruction", flat=True))
+        for seed in SEED_EXAMPLES[slug]:
+            if seed["instruction"] in existing:
+                continue
             PoolExample.objects.create(
                 task=task,
                 kind=PoolExample.Kind.GOOD,
                 origin=PoolExample.Origin.SEED,
                 language=seed["language"],
+                target_language=seed.get("target_language", ""),
                 instruction=seed["instruction"],
                 input=seed["input"],
-                output=seed["output"]
-                + (f"\n\n# Explanation: {seed['explanation']}" if "explanation" in seed else ""),
-                pinned=True,
+                output=seed["output"],
+                explanation=seed.get("explanation", ""),
+                tests=seed.get("tests", ""),
+                source_code=seed.get("source_code", seed["input"]),
             )
 
 

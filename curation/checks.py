@@ -7,6 +7,7 @@ what needs no model to verify: code that parses, and for repair an output that d
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from dataclasses import asdict, dataclass
 
@@ -41,6 +42,34 @@ def python_parses(code: str) -> str | None:
     except ValueError as exc:  # e.g. NUL bytes
         return str(exc)
     return None
+
+
+def _defined_names(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def undefined_calls(code: str, tests: str) -> list[str]:
+    """Names the tests call that neither the code, the tests nor Python's builtins define (a test of a
+    function that does not exist). Empty when either does not parse: the parse checks report that."""
+    try:
+        code_tree, tests_tree = ast.parse(code), ast.parse(tests)
+    except (SyntaxError, ValueError):
+        return []
+    known = _defined_names(code_tree) | _defined_names(tests_tree) | set(dir(builtins))
+    called = [
+        node.func.id
+        for node in ast.walk(tests_tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    ]
+    return sorted({name for name in called if name not in known})
 
 
 def _normalized(code: str) -> str:
@@ -81,6 +110,15 @@ def run_static_checks(
             continue
         error = python_parses(code)
         results.append(CheckResult(f"{field}_parses", error is None, f"{field} is not valid Python: {error}"))
+    if tests.strip() and language.lower() == "python":
+        missing = undefined_calls(output, tests)
+        results.append(
+            CheckResult(
+                "tests_call_output",
+                not missing,
+                f"the tests call {', '.join(f'`{n}`' for n in missing)}, which the output does not define",
+            )
+        )
     if task == "repair":
         differs = _normalized(input) != _normalized(output)
         results.append(CheckResult("repair_changes_code", differs, "the fixed code equals the input"))

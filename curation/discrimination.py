@@ -17,8 +17,10 @@ from .parsing import parse_judgement
 
 SYSTEM = (
     "You are the Discriminator of a code instruction dataset. You judge one instance against a checklist. "
-    "For each rule answer yes or no and give a one-sentence reason. Answer no when unsure. "
-    "Then give an overall answer: yes only if every rule is yes. Reply with one JSON object only."
+    "For each rule first write the reason, one sentence about this instance that names what you checked "
+    "in it (a function, a value, a line, words of the instruction), then answer yes or no. Never repeat "
+    "the rule's question as the reason. Then give an overall answer: yes only if every rule is yes. "
+    "Reply with one JSON object only."
 )
 
 
@@ -62,14 +64,14 @@ def instance_fields(instance: Instance) -> dict:
 def build_messages(
     instance: Instance, principles: PrincipleVersion, good: list[PoolExample], bad: list[PoolExample]
 ) -> list[dict]:
-    """The discriminator's prompt: task, checklist, examples from both pools, and the instance."""
+    """The discriminator's prompt: task, examples from both pools, the instance, then the checklist.
+
+    The checklist comes last, next to the reply it shapes: a small model answers the rules it read last
+    and cites the instance it just read, instead of restating the questions.
+    """
     definition = instance.prompt_version.definition
     checklist = "\n".join(f"- {rule['id']}: {rule['question']}" for rule in principles.rules)
-    parts = [
-        f"Task definition: {definition}",
-        "Step 1: check that the input (or, for code generation, the output) is real code, not only comments.",
-        f"Step 2: answer each rule of the checklist:\n{checklist}",
-    ]
+    parts = [f"Task definition: {definition}"]
     for example in good:
         parts.append("An instance that passed every rule:\n" + json.dumps(pools.as_prompt_dict(example)))
     for example in bad:
@@ -81,9 +83,16 @@ def build_messages(
     parts.append("The instance to judge:\n" + json.dumps(instance_fields(instance), indent=1))
     if instance.execution_status:
         parts.append(f"Running its code with its tests: {instance.execution_status}.")
-    example_reply = {rule["id"]: {"reason": "...", "answer": "yes"} for rule in principles.rules[:1]}
-    example_reply |= {"overall": "yes", "reasons": "..."}
-    parts.append(f"Reply with JSON like {json.dumps(example_reply)}, with one entry per rule.")
+    parts.append(
+        "First check that the input (or, for code generation, the output) is real code, not only comments. "
+        f"Then answer each rule of the checklist:\n{checklist}"
+    )
+    shape = {rule["id"]: {"reason": "...", "answer": "yes|no"} for rule in principles.rules}
+    shape |= {"overall": "yes|no", "reasons": "..."}
+    parts.append(
+        f"Reply with JSON shaped {json.dumps(shape)}; each reason cites this instance, and no reason "
+        "repeats its rule's question."
+    )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -32,8 +31,8 @@ log = logging.getLogger(__name__)
 
 SYSTEM = (
     "You are the Generator of a code instruction dataset. From a piece of raw code you write one "
-    "instruction-tuning instance for the given task, following every requirement. Reply with one JSON "
-    "object only."
+    "instruction-tuning instance for the given task, about that code and no other, following every "
+    "requirement. Reply with one JSON object only."
 )
 TRANSLATION_TARGETS = ["python", "javascript", "java", "go", "cpp", "rust", "typescript"]
 
@@ -54,15 +53,6 @@ def fields_for(task_slug: str, language: str) -> tuple[list[str], list[str]]:
     return fields, required
 
 
-def generator_schema(fields: list[str]) -> dict:
-    return {
-        "type": "object",
-        "properties": {f: {"type": "string"} for f in fields},
-        "required": fields,
-        "additionalProperties": False,
-    }
-
-
 def target_language_for(sample_id: int, sample_index: int, source: str) -> str:
     """A translation target other than the source, spread evenly and the same on every re-run."""
     choices = [lang for lang in TRANSLATION_TARGETS if lang != source]
@@ -70,26 +60,86 @@ def target_language_for(sample_id: int, sample_index: int, source: str) -> str:
     return choices[digest[0] % len(choices)]
 
 
-def build_messages(instance: Instance, good: list[PoolExample], bad: list[PoolExample]) -> list[dict]:
-    """The generator's prompt: definition, requirements, good and bad examples, and the raw code."""
-    prompt, sample, slug = instance.prompt_version, instance.sample, instance.task.slug
-    fields, _ = fields_for(slug, instance.language)
-    requirements = "\n".join(f"- {line}" for line in prompt.requirement_list)
-    parts = [f"Task definition: {prompt.definition}", f"Requirements:\n{requirements}"]
-    for example in good:
-        parts.append("A good example:\n" + json.dumps(pools.as_prompt_dict(example)))
-    for example in bad:
-        parts.append(
-            "A bad example, do not write like this:\n"
-            + json.dumps(pools.as_prompt_dict(example))
-            + f"\nIt is bad because: {example.reasons}"
-        )
-    ask = f"Raw code ({sample.language}):\n```{sample.language}\n{sample.code}\n```"
+def _ask(slug: str, language: str, code: str, target: str) -> str:
+    text = f"Raw code ({language}):\n```{language}\n{code}\n```"
     if slug == "translation":
-        ask += f"\nTranslate it from {sample.language} into {instance.target_language}."
-    parts.append(ask)
-    parts.append(f"Reply with a JSON object with the string fields: {', '.join(fields)}.")
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+        text += f"\nTranslate it from {language} into {target or 'another language'}."
+    return text
+
+
+def _code_language(slug: str, field: str, language: str, target: str) -> str | None:
+    """The language of a field's code block, or None for a prose field."""
+    if field == "tests":
+        return "python"
+    if field == "output" and slug != "summarization":
+        return target if slug == "translation" else language
+    if field == "input" and slug == "repair":
+        return language
+    return None
+
+
+def as_sections(slug: str, values: dict[str, str], language: str, target: str = "") -> str:
+    """A reply in the generator's format: `### field` headers, code fields in fenced blocks."""
+    parts = []
+    for field, value in values.items():
+        if not value:
+            continue
+        fence = _code_language(slug, field, language, target)
+        parts.append(f"### {field}\n" + (f"```{fence}\n{value}\n```" if fence else value))
+    return "\n\n".join(parts)
+
+
+def reply_format(slug: str, language: str, target: str = "") -> str:
+    """How the generator is asked to lay out its reply."""
+    fields, required = fields_for(slug, language)
+    lines = []
+    for field in fields:
+        fence = _code_language(slug, field, language, target)
+        what = f"a ```{fence} code block" if fence else "plain text"
+        optional = "" if field in required else " (leave it out when the task needs no input data)"
+        lines.append(f"### {field}: {what}{optional}")
+    return "Reply with these sections, each a header line then its content:\n" + "\n".join(lines)
+
+
+def _example_turns(slug: str, example: PoolExample) -> tuple[str, str]:
+    """A good example as the (request, reply) turns that would have made it: the raw code it was written
+    from (else the code it summarizes or translates, or its correct code), and its fields as a reply."""
+    raw = example.source_code or (
+        example.input if slug in ("summarization", "translation") else example.output
+    )
+    fields, _ = fields_for(slug, example.language)
+    values = {field: getattr(example, field) for field in fields}
+    reply = as_sections(slug, values, example.language, example.target_language)
+    return _ask(slug, example.language, raw, example.target_language), reply
+
+
+def build_messages(instance: Instance, good: list[PoolExample], bad: list[PoolExample]) -> list[dict]:
+    """The generator's prompt as a chat: definition, requirements and reply format, each good example as
+    an earlier request and its reply, then the bad examples and the raw code at hand.
+
+    A small model copies an example written into the prompt as its answer; shown as a finished earlier
+    turn, an example is a pattern to follow, and the last turn holds only the code at hand. Replies are
+    sections with fenced code, not JSON: escaping code inside JSON strings broke a third of a small
+    model's replies (unbalanced quotes, lost line continuations).
+    """
+    prompt, sample, slug = instance.prompt_version, instance.sample, instance.task.slug
+    requirements = "\n".join(f"- {line}" for line in prompt.requirement_list)
+    intro = f"Task definition: {prompt.definition}\n\nRequirements:\n{requirements}\n\n" + reply_format(
+        slug, instance.language, instance.target_language
+    )
+    messages = [{"role": "system", "content": SYSTEM}]
+    for example in good:
+        ask, reply = _example_turns(slug, example)
+        messages.append({"role": "user", "content": f"{intro}\n\n{ask}" if len(messages) == 1 else ask})
+        messages.append({"role": "assistant", "content": reply})
+    last = [intro] if len(messages) == 1 else []
+    if bad:
+        # Only why they were rejected: a small model copies a rejected reply shown in full as its answer.
+        reasons = "\n".join(f"- {example.reasons}" for example in bad)
+        last.append(f"Earlier replies were rejected because:\n{reasons}\nDo not repeat these mistakes.")
+    last.append(_ask(slug, sample.language, sample.code, instance.target_language))
+    messages.append({"role": "user", "content": "\n\n".join(last)})
+    return messages
 
 
 # --- Jobs ---------------------------------------------------------------------------------------
@@ -384,7 +434,7 @@ class _Drain:
         state = GenerationJob.objects.filter(pk=self.job.pk).values("status", "paused").first()
         return state is None or state["paused"] or state["status"] not in GenerationJob.ACTIVE
 
-    async def _call(self, row: Instance, role: str, model: str, messages: list[dict], schema: dict):
+    async def _call(self, row: Instance, role: str, model: str, messages: list[dict], schema: dict | None):
         """One LLM call, recorded with its tokens; LLMError after the client's retries are spent."""
         try:
             completion = await self.client.complete(
@@ -454,7 +504,7 @@ class _Drain:
             LLMCall.Role.GENERATOR,
             row.generator_model,
             build_messages(row, good, bad),
-            generator_schema(fields),
+            None,
         )
         row.raw_response = completion.text
         try:

@@ -642,6 +642,8 @@ class PoolExample(models.Model):
     explanation = models.TextField(blank=True)
     tests = models.TextField(blank=True)
     reasons = models.TextField(blank=True, help_text="Why it is bad (or good).")
+    # The raw code the example was written from: the generator sees it as the earlier request.
+    source_code = models.TextField(blank=True)
     pinned = models.BooleanField(default=False)
     # A curator took it out of the pool. Kept (not deleted) so a later review of the same instance
     # cannot bring it back, and so it can be restored.

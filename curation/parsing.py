@@ -44,16 +44,36 @@ def _as_text(value) -> str:
     return str(value)
 
 
+def _fenced_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of the fenced code blocks, an unclosed last one running to the end."""
+    spans, opened, offset = [], None, 0
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith("```"):
+            if opened is None:
+                opened = offset
+            else:
+                spans.append((opened, offset + len(line)))
+                opened = None
+        offset += len(line)
+    if opened is not None:
+        spans.append((opened, len(text)))
+    return spans
+
+
 def _sections(text: str, fields: list[str]) -> dict[str, str]:
-    """`Instruction: …` / `### Instruction` / `**Instruction**:` sections, keyed by lower-case field."""
+    """`Instruction: …` / `### Instruction` / `**Instruction**:` sections, keyed by lower-case field.
+    A header-like line inside a code block (`# output the result`) is code, not a header."""
     names = "|".join(re.escape(f) for f in fields)
     header = re.compile(rf"^\s*(?:#+\s*|\*\*)?({names})(?:\*\*)?\s*:?\s*(?:\*\*)?\s*:?", re.I | re.M)
-    found = list(header.finditer(text))
+    spans = _fenced_spans(text)
+    found = [m for m in header.finditer(text) if not any(a < m.start() < b for a, b in spans)]
     out: dict[str, str] = {}
     for n, match in enumerate(found):
         end = found[n + 1].start() if n + 1 < len(found) else len(text)
         body = text[match.end() : end].strip()
         fenced = _FENCE.search(body)
+        if fenced is None and body.startswith("```"):  # an unclosed block: a reply cut off at its end
+            body = body.split("\n", 1)[1] if "\n" in body else ""
         out.setdefault(match.group(1).lower(), (fenced.group(1) if fenced else body).strip())
     return out
 
@@ -64,8 +84,8 @@ def parse_fields(text: str, fields: list[str], required: list[str]) -> dict[str,
     if not text or not text.strip():
         raise ParseError("the reply is empty")
     obj = first_json_object(text)
-    if obj is not None:
-        lowered = {str(k).lower(): v for k, v in obj.items()}
+    lowered = {str(k).lower(): v for k, v in obj.items()} if obj is not None else {}
+    if any(f in lowered for f in fields):  # not a dict literal inside a code section
         values = {f: _as_text(lowered.get(f)).strip() for f in fields}
         how = "JSON"
     else:

@@ -17,6 +17,8 @@ examples of each kind per prompt (default 2):
    the one least similar to the examples already chosen is taken (cosine distance of hashed token
    counts: a model-free embedding cheap enough for every prompt). The first pick is drawn, seeded by
    the instance, from the favoured few, so prompts do not all share one example.
+6. Apart from the code at hand: an example too like the raw code being worked on (a copy from an
+   earlier round, a near twin) is left out, so the model cannot answer with it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from .models import CodeTask, Instance, PoolExample, Verdict
 _CANDIDATES = 60
 # Within a language, diversity chooses among this many of the most favoured candidates.
 _FAVOURED = 6
+# Cosine similarity above which an example is too like the code at hand to be shown with it.
+_TOO_ALIKE = 0.8
 _ORIGIN_RANK = {PoolExample.Origin.HUMAN: 0, PoolExample.Origin.SEED: 1, PoolExample.Origin.DISCRIMINATOR: 2}
 _VECTORIZER = HashingVectorizer(
     n_features=2**14, token_pattern=r"[A-Za-z_][A-Za-z0-9_]*|\d+|[^\sA-Za-z0-9_]", alternate_sign=False
@@ -54,9 +58,11 @@ def few_shot(
     language: str = "",
     seed: int = 0,
     exclude_instances: frozenset[int] | set[int] = frozenset(),
+    away_from: str = "",
 ) -> list[PoolExample]:
     """Up to k examples of one kind for a prompt, by the policy above. `exclude_instances` keeps the
-    examples made from those instances out (a held-out check must not show the judge its own cases)."""
+    examples made from those instances out (a held-out check must not show the judge its own cases);
+    `away_from` is the code at hand, which no example may resemble too closely."""
     if k <= 0:
         return []
     candidates = task.pool.filter(kind=kind, removed=False)
@@ -65,6 +71,10 @@ def few_shot(
     candidates = list(candidates.order_by("-pinned", "-created_at")[:_CANDIDATES])
     # Stable sort: recency is kept within each rank.
     candidates.sort(key=lambda e: (not e.pinned, _ORIGIN_RANK[e.origin]))
+    if away_from and candidates:
+        here = _VECTORIZER.transform([away_from]).toarray().astype(np.float32)[0]
+        similarity = _vectors(candidates) @ here
+        candidates = [e for e, s in zip(candidates, similarity, strict=True) if s < _TOO_ALIKE]
     chosen = [e for e in candidates if e.pinned][:k]
     rest = [e for e in candidates if not e.pinned]
     if len(chosen) >= k or not rest:
@@ -99,7 +109,15 @@ def examples_for(
 ) -> tuple[list[PoolExample], list[PoolExample]]:
     """(good, bad) examples for one instance's prompt, k of each, by the policy above."""
     return tuple(
-        few_shot(row.task, kind, k, language=row.language, seed=row.pk, exclude_instances=exclude_instances)
+        few_shot(
+            row.task,
+            kind,
+            k,
+            language=row.language,
+            seed=row.pk,
+            exclude_instances=exclude_instances,
+            away_from=row.sample.code if row.sample_id else row.input,
+        )
         for kind in (PoolExample.Kind.GOOD, PoolExample.Kind.BAD)
     )
 
@@ -120,6 +138,7 @@ def add_judged(instance: Instance, verdict: Verdict, failed_rules: list[str] = (
         "explanation": instance.explanation,
         "tests": instance.tests,
         "reasons": reasons,
+        "source_code": instance.sample.code if instance.sample_id else "",
     }
     # One statement (an upsert): a re-judged instance replaces its discriminator entry.
     (example,) = PoolExample.objects.bulk_create(

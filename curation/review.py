@@ -580,6 +580,7 @@ def _update_pools(row: Instance) -> None:
         "language": row.language,
         "target_language": row.target_language,
         "reasons": reasons or "Rejected by a reviewer.",
+        "source_code": row.sample.code if row.sample_id else "",
         **current_text(row),
     }
     PoolExample.objects.filter(instance=row, origin=PoolExample.Origin.DISCRIMINATOR).delete()

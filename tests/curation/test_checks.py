@@ -109,3 +109,10 @@ def test_asserts_must_parse():
     failure = first_failure(_check(tests="assert add(1, 2) returns 3"))
     assert failure.name == "tests_parses"
     assert first_failure(_check(tests="assert add(1, 2) == 3")) is None
+
+
+def test_tests_may_only_call_what_the_output_defines():
+    failure = first_failure(_check(tests="assert add(1, 2) == 3\nassert subtract(3, 1) == 2"))
+    assert failure.name == "tests_call_output" and "`subtract`" in failure.detail
+    # Builtins, and names the tests define or import themselves, are fine.
+    assert first_failure(_check(tests="import math\nassert add(len([1]), math.floor(1.5)) == 2")) is None

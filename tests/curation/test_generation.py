@@ -1,6 +1,5 @@
 """The Generator–Discriminator engine against a stub OpenAI-compatible server (a test double)."""
 
-import json
 import threading
 
 import pytest
@@ -10,7 +9,7 @@ from curation import generation
 from curation.llm import OpenAICompatibleClient
 from curation.models import CodeTask, GenerationJob, Instance, LLMCall, PoolExample, RuleVerdict
 from tests.fakes.openai_stub import OpenAIStub
-from tests.fakes.responders import is_discriminator, responder
+from tests.fakes.responders import asked_fields, generator_fields, is_discriminator, responder, sections
 
 from .pipeline_factory import make_selection
 
@@ -58,12 +57,14 @@ def test_job_generates_and_judges_every_task(db, stub):
     assert stub.count == 16
 
 
-def test_structured_output_requested_with_json_schema(db, stub):
+def test_generator_writes_sections_and_the_judge_is_held_to_a_json_schema(db, stub):
     generation.run_generation(_job(tasks=["generation"], samples=1).pk, client=_client(stub))
-    formats = [r["response_format"]["type"] for r in stub.requests]
-    assert formats == ["json_schema", "json_schema"]
-    schema = stub.requests[0]["response_format"]["json_schema"]["schema"]
-    assert set(schema["required"]) == {"instruction", "input", "output", "tests"}
+    generator, judge = stub.requests
+    assert "response_format" not in generator
+    assert set(asked_fields(generator)) == {"instruction", "input", "output", "tests"}
+    assert judge["response_format"]["type"] == "json_schema"
+    schema = judge["response_format"]["json_schema"]["schema"]
+    assert {"names_language", "overall"} <= set(schema["required"])
 
 
 def test_failed_verdicts_go_to_the_bad_pool_and_feed_later_prompts(db):
@@ -87,12 +88,18 @@ def test_failed_verdicts_go_to_the_bad_pool_and_feed_later_prompts(db):
             generator_model="other-model",
         )
         generation.run_generation(job2.pk, client=_client(server))
-        generator_prompt = server.requests[0]["messages"][1]["content"]
+        generator_messages = server.requests[0]["messages"]
+        generator_prompt = generator_messages[-1]["content"]
         judge_prompt = next(r for r in server.requests if is_discriminator(r))["messages"][1]["content"]
-    # Whole examples with their reasons, never single characters of one string.
-    assert "A bad example, do not write like this:" in generator_prompt
-    assert "It is bad because: names_language: checked names_language" in generator_prompt
-    assert "A good example:" in generator_prompt  # the hand-written seed
+    # Bad examples by their reasons (whole ones, never single characters of one string).
+    assert (
+        "Earlier replies were rejected because:\n- names_language: checked names_language" in generator_prompt
+    )
+    # Good examples (the hand-written seeds) are earlier turns: their raw code, then their reply.
+    roles = [m["role"] for m in generator_messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert generator_messages[2]["content"].startswith("### instruction\n")
+    assert "Raw code (python)" in generator_messages[3]["content"]
     # The discriminator sees good examples too (WaveCoder's repository never showed them).
     assert "An instance that passed every rule:" in judge_prompt
     assert "An instance that failed, and why:" in judge_prompt
@@ -118,9 +125,9 @@ def test_static_check_failure_skips_the_discriminator(db):
     def broken_code(request):
         if is_discriminator(request):
             return responder(request)
-        reply = json.loads(responder(request))
+        reply = generator_fields(request)
         reply["output"] = "def add(a, b) return a + b"
-        return json.dumps(reply)
+        return sections(request, reply)
 
     with OpenAIStub(responder=broken_code) as server:
         job = generation.run_generation(_job(tasks=["generation"], samples=1).pk, client=_client(server))
@@ -291,9 +298,9 @@ def test_failing_asserts_are_recorded(db):
     def wrong(request):
         if is_discriminator(request):
             return responder(request)
-        reply = json.loads(responder(request))
+        reply = generator_fields(request)
         reply["tests"] = "assert add(1, 2) == 4"
-        return json.dumps(reply)
+        return sections(request, reply)
 
     with OpenAIStub(responder=wrong) as server:
         job = generation.create_generation_job(

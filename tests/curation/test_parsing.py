@@ -107,3 +107,17 @@ def test_judgement_salvaged_from_json_that_broke_off():
 def test_judgement_cut_before_a_rule_is_still_an_error():
     with pytest.raises(ParseError, match="b"):
         parse_judgement('{ "a": { "reason": "x", "answer": "no"}, "b": { "reason": "and then', ["a", "b"])
+
+
+def test_sections_with_code_that_looks_like_headers_or_json():
+    reply = (
+        "### instruction\nWrite a Python function `tally(words)`.\n\n"
+        "### output\n```python\ndef tally(words):\n    # output: a dict of counts\n    counts = {}\n"
+        "    for w in words:\n        counts[w] = counts.get(w, 0) + 1\n    return counts\n```\n\n"
+        "### tests\n```python\nassert tally(['a', 'a']) == {'a': 2}\n"
+    )
+    values = parse_fields(reply, ["instruction", "input", "output", "tests"], ["instruction", "output"])
+    assert values["instruction"] == "Write a Python function `tally(words)`."
+    # A comment naming a field is code, `{}` is not a JSON reply, and a block cut off at the end is kept.
+    assert "# output: a dict of counts" in values["output"] and values["output"].endswith("return counts")
+    assert values["tests"] == "assert tally(['a', 'a']) == {'a': 2}"

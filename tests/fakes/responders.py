@@ -1,10 +1,12 @@
 """Answers for the OpenAI stub server (a test double) that read like a competent LLM's.
 
 The responder reads the request to tell the Generator from the Discriminator and the task from the
-prompt, and answers with valid JSON. No Django here: the stub also runs as its own process.
+prompt, and answers as the prompt asks: the generator's sections (`### field` headers, code in fenced
+blocks), the discriminator's JSON. No Django here: the stub also runs as its own process.
 """
 
 import json
+import re
 
 GOOD = {
     "summarization": {
@@ -67,9 +69,30 @@ def responder(request: dict, *, fail_rules: tuple[str, ...] = ()) -> str:
         failed = [r for r, v in reply.items() if v["answer"] == "no"]
         reply |= {"overall": "no" if failed else "yes", "reasons": "looked at it"}
         return json.dumps(reply)
+    return sections(request, generator_fields(request))
+
+
+def generator_fields(request: dict) -> dict[str, str]:
+    """A good instance's fields for the generator request's task."""
     slug = task_of(request)
     fields = dict(GOOD[slug])
     if slug in ("summarization", "translation"):
         fields["input"] = "def add(a, b):\n    return a + b"
-    wanted = request["response_format"]["json_schema"]["schema"]["properties"]
-    return json.dumps({k: v for k, v in fields.items() if k in wanted})
+    return fields
+
+
+def asked_fields(request: dict) -> dict[str, bool]:
+    """{field: is a code block} for the sections the generator's prompt asks for."""
+    found = re.findall(r"^### (\w+): (a ```|plain text)", _prompt(request), re.M)
+    assert found, "no reply format in the generator prompt"
+    return {field: kind == "a ```" for field, kind in found}
+
+
+def sections(request: dict, fields: dict[str, str]) -> str:
+    """A generator reply with the asked-for sections filled from `fields`."""
+    parts = []
+    for field, code in asked_fields(request).items():
+        if fields.get(field):
+            value = fields[field]
+            parts.append(f"### {field}\n" + (f"```\n{value}\n```" if code else value))
+    return "\n\n".join(parts)

@@ -3,7 +3,9 @@ driven by `manage.py generate`. Skipped only where llama-cpp-python could not be
 on this machine (the reason is given; the offline model then runs through transformers, tested in
 tests/curation/test_llm.py)."""
 
+import asyncio
 import io
+import json
 import socket
 
 import pytest
@@ -50,5 +52,16 @@ def test_generate_with_the_offline_model(db, settings, llama_server):
     assert all(r.stage == "judged" or r.failure for r in rows)
     calls = LLMCall.objects.filter(job=job, error="")
     assert calls.exists() and all(c.completion_tokens > 0 for c in calls)
+    # The generator writes sections; a schema (the discriminator's) goes in llama.cpp's json_object form.
     client = llm.get_llm_client()
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}}}
+    completion = asyncio.run(
+        client.complete(
+            [{"role": "user", "content": "Is 2 even? Answer in JSON."}],
+            model=calls.first().model,
+            json_schema={**schema, "required": ["answer"]},
+            max_tokens=16,
+        )
+    )
     assert client.format_mode == "json_object", "llama.cpp constrains output with its json_object form"
+    assert completion.structured and json.loads(completion.text)["answer"] in ("yes", "no")

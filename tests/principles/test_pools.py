@@ -86,3 +86,34 @@ def test_examples_per_prompt_is_a_setting(db, settings):
         selection_run=make_selection(1), tasks=["generation"], samples_per_task=1, execute=False
     )
     assert job.few_shot == 4
+
+
+def test_no_example_resembles_the_code_at_hand(db):
+    task = CodeTask.objects.get(slug="generation")
+    _clear(task)
+    code = (
+        "def parse_header(line):\n    key, _, value = line.partition(':')\n"
+        "    return key.strip(), value.strip()"
+    )
+    twin = _example(task, origin="human", text=code)
+    other = _example(task, text="def mean(xs):\n    return sum(xs) / len(xs)")
+    assert pools.few_shot(task, "good", 2, away_from=code) == [other]
+    assert set(pools.few_shot(task, "good", 2)) == {twin, other}
+
+
+def test_seed_examples_are_varied_and_correct(db):
+    from curation.catalog import SEED_EXAMPLES, ensure_catalog
+
+    ensure_catalog()  # a second time: nothing is added twice
+    for slug, seeds in SEED_EXAMPLES.items():
+        pool = PoolExample.objects.filter(task__slug=slug, origin="seed")
+        assert pool.count() == len(seeds) == 3
+        assert len({e.output for e in pool}) == 3 and all(e.source_code for e in pool)
+    for seed in SEED_EXAMPLES["generation"] + SEED_EXAMPLES["repair"]:
+        exec(compile(seed["output"] + "\n" + seed["tests"], "seed", "exec"), {})  # our own code
+    for seed in SEED_EXAMPLES["repair"]:
+        try:
+            exec(compile(seed["input"] + "\n" + seed["tests"], "buggy seed", "exec"), {})
+        except (AssertionError, IndexError):
+            continue
+        raise AssertionError(f"the tests do not catch the bug of {seed['instruction']!r}")
