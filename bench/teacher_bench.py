@@ -8,7 +8,8 @@ and runs a generation job of `samples` raw samples per task through the app's ow
 (`generation.run_generation`), the model as Generator and Discriminator. Prints, per task: the share that
 parsed, passed the static checks, passed execution (generation, repair), passed the discriminator; the
 share whose output repeats a few-shot example; tokens/s; seconds per instance; the median words of the
-discriminator's reasons and the share of reasons that restate the rule's question; for translation, the
+discriminator's reasons and the share of reasons that restate the rule's question (both without the
+words the judge quoted from the instance); for translation, the
 share whose instruction names its real target language. Targets (the issue's): parse ≥ 95%, static ≥ 80%,
 execution ≥ 60%, no few-shot copies, reasons ≥ 5 words not restating the question, every translation's
 instruction naming its target. The numbers are printed as measured; nothing here is tuned to pass.
@@ -56,8 +57,13 @@ def _names_language(instruction: str, language: str) -> bool:
     return any(name in text for name in LANGUAGE_NAMES.get(language, [language]))
 
 
+def _own_words(reason: str) -> str:
+    """The judge's reason without the words it quoted from the instance (those say nothing by themselves)."""
+    return re.sub(r'\s*\(quoted: ".*"\)$', "", reason, flags=re.S)
+
+
 def _restates(reason: str, question: str) -> bool:
-    a = re.sub(r"\W+", " ", reason.lower()).strip()
+    a = re.sub(r"\W+", " ", _own_words(reason).lower()).strip()
     b = re.sub(r"\W+", " ", question.lower()).strip()
     return not a or difflib.SequenceMatcher(None, a, b).ratio() > 0.75
 
@@ -158,7 +164,7 @@ def main() -> None:
         reasons = list(
             RuleVerdict.objects.filter(verdict__instance__in=instances).values_list("reason", "question")
         )
-        words = statistics.median([len(r.split()) for r, _ in reasons]) if reasons else 0
+        words = statistics.median([len(_own_words(r).split()) for r, _ in reasons]) if reasons else 0
         restated = sum(_restates(r, q) for r, q in reasons) / (len(reasons) or 1)
         names = (
             f"{sum(_names_language(i.instruction, i.target_language) for i in parsed)}/{len(parsed)}"

@@ -56,6 +56,18 @@ def _defined_names(tree: ast.AST) -> set[str]:
     return names
 
 
+def bound_methods(code: str) -> list[str]:
+    """Top-level functions whose first parameter is `self` or `cls`: methods cut out of their class."""
+    tree = ast.parse(code)
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.args.args
+        and node.args.args[0].arg in ("self", "cls")
+    ]
+
+
 def undefined_calls(code: str, tests: str) -> list[str]:
     """Names the tests call that neither the code, the tests nor Python's builtins define (a test of a
     function that does not exist). Empty when either does not parse: the parse checks report that."""
@@ -110,6 +122,16 @@ def run_static_checks(
             continue
         error = python_parses(code)
         results.append(CheckResult(f"{field}_parses", error is None, f"{field} is not valid Python: {error}"))
+    if task == "generation" and language.lower() == "python" and python_parses(output) is None:
+        methods = bound_methods(output)
+        results.append(
+            CheckResult(
+                "output_standalone",
+                not methods,
+                f"{', '.join(f'`{m}`' for m in methods)} takes `self` or `cls`: the solution must be a "
+                "standalone function, not a method of a class it does not include",
+            )
+        )
     if tests.strip() and language.lower() == "python":
         missing = undefined_calls(output, tests)
         results.append(

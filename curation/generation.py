@@ -60,6 +60,13 @@ def target_language_for(sample_id: int, sample_index: int, source: str) -> str:
     return choices[digest[0] % len(choices)]
 
 
+# What a small model most often forgot, said again next to the code at hand.
+_REMINDERS = {
+    "generation": " The output is a standalone function (no `self`); the tests call only that function.",
+    "repair": " The input holds the planted bug, so it differs from the output.",
+}
+
+
 def _ask(slug: str, language: str, code: str, target: str) -> str:
     text = f"Raw code ({language}):\n```{language}\n{code}\n```"
     if slug == "translation":
@@ -138,6 +145,15 @@ def build_messages(instance: Instance, good: list[PoolExample], bad: list[PoolEx
         reasons = "\n".join(f"- {example.reasons}" for example in bad)
         last.append(f"Earlier replies were rejected because:\n{reasons}\nDo not repeat these mistakes.")
     last.append(_ask(slug, sample.language, sample.code, instance.target_language))
+    if len(messages) > 1:
+        # The format was given turns ago; a small model drops the headers without a reminder.
+        _, required = fields_for(slug, instance.language)
+        last.append(
+            "Reply with the sections "
+            + ", ".join(f"### {f}" for f in required)
+            + "."
+            + _REMINDERS.get(slug, "")
+        )
     messages.append({"role": "user", "content": "\n\n".join(last)})
     return messages
 

@@ -97,11 +97,19 @@ def parse_fields(text: str, fields: list[str], required: list[str]) -> dict[str,
     return values
 
 
+def with_evidence(reason: str, evidence: str) -> str:
+    """A rule's reason with the words of the instance the judge quoted for it, if any."""
+    if not evidence:
+        return reason
+    return f'{reason} (quoted: "{evidence}")' if reason else f'(quoted: "{evidence}")'
+
+
 def parse_judgement(text: str, rule_ids: list[str]) -> tuple[dict[str, tuple[bool, str]], bool | None, str]:
     """Read a discriminator reply: per rule (yes?, reason), the overall answer (None if absent), reasons.
 
-    JSON shapes: {"<rule_id>": {"reason", "answer"}, …, "overall": "yes|no", "reasons": "…"} (what the
-    discriminator's schema asks for) or {"rules": [{"id", "answer", "reason"}], "overall", "reasons"}.
+    JSON shapes: {"<rule_id>": {"evidence", "reason", "answer"}, …, "overall": "yes|no", "reasons": "…"}
+    (what the discriminator's schema asks for; the quoted evidence is kept with the reason) or
+    {"rules": [{"id", "answer", "reason"}], "overall", "reasons"}.
     Plain text: one line per rule, `rule_id: yes — reason`, then `overall: no — reasons`.
     ParseError when any rule has no yes/no answer.
     """
@@ -128,7 +136,9 @@ def parse_judgement(text: str, rule_ids: list[str]) -> tuple[dict[str, tuple[boo
             answer = _yes_no(_as_text(item.get("answer")))
             rule_id = _as_text(item.get("id")).strip()
             if rule_id in rule_ids and answer is not None:
-                answers[rule_id] = (answer, _as_text(item.get("reason")).strip())
+                reason = _as_text(item.get("reason")).strip()
+                evidence = _as_text(item.get("evidence")).strip()
+                answers[rule_id] = (answer, with_evidence(reason, evidence))
         overall = _yes_no(_as_text(obj.get("overall")))
         reasons = _as_text(obj.get("reasons")).strip()
     else:

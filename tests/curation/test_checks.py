@@ -116,3 +116,10 @@ def test_tests_may_only_call_what_the_output_defines():
     assert failure.name == "tests_call_output" and "`subtract`" in failure.detail
     # Builtins, and names the tests define or import themselves, are fine.
     assert first_failure(_check(tests="import math\nassert add(len([1]), math.floor(1.5)) == 2")) is None
+
+
+def test_a_generation_solution_is_no_method_cut_out_of_its_class():
+    failure = first_failure(_check(output="def area(self):\n    return self.w * self.h"))
+    assert failure.name == "output_standalone" and "`area`" in failure.detail
+    # Methods inside a class the output includes are fine.
+    assert first_failure(_check(output="class R:\n    def area(self):\n        return 1\n")) is None

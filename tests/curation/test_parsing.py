@@ -121,3 +121,14 @@ def test_sections_with_code_that_looks_like_headers_or_json():
     # A comment naming a field is code, `{}` is not a JSON reply, and a block cut off at the end is kept.
     assert "# output: a dict of counts" in values["output"] and values["output"].endswith("return counts")
     assert values["tests"] == "assert tally(['a', 'a']) == {'a': 2}"
+
+
+def test_the_judges_quoted_evidence_is_kept_with_its_reason():
+    reply = (
+        '{"names_language": {"evidence": "Write a Python function", "reason": "It says Python.", '
+        '"answer": "yes"}, "concise": {"evidence": "", "reason": "Five lines of prose.", "answer": "no"}, '
+        '"overall": "no", "reasons": "too long"}'
+    )
+    answers, overall, _ = parse_judgement(reply, ["names_language", "concise"])
+    assert answers["names_language"] == (True, 'It says Python. (quoted: "Write a Python function")')
+    assert answers["concise"] == (False, "Five lines of prose.") and overall is False
