@@ -17,25 +17,20 @@ from .parsing import parse_judgement
 
 SYSTEM = (
     "You are the Discriminator of a code instruction dataset. You judge one instance against a checklist. "
-    "For each rule first quote the words of the instance you checked (a name, a line, words of the "
-    "instruction), then write the reason, one sentence on what they show, then answer yes or no. Never "
-    "repeat the rule's question as the reason. Then give an overall answer: yes only if every rule is yes. "
+    "For each rule first write the reason, one sentence about this instance that names what you checked "
+    "in it (a function, a value, a line, words of the instruction), then answer yes or no. Never repeat "
+    "the rule's question as the reason. Then give an overall answer: yes only if every rule is yes. "
     "Reply with one JSON object only."
 )
 
 
 def judgement_schema(rule_ids: list[str]) -> dict:
-    """JSON schema of the reply: one object per rule (the words of the instance it looked at, a reason,
-    then yes/no: look, think, then answer), then the overall answer. Endpoints that constrain output to
-    it cannot skip or invent a rule."""
+    """JSON schema of the reply: one object per rule (reason first, then yes/no: think, then answer),
+    then the overall answer. Endpoints that constrain output to it cannot skip or invent a rule."""
     answer = {
         "type": "object",
-        "properties": {
-            "evidence": {"type": "string"},
-            "reason": {"type": "string"},
-            "answer": {"type": "string", "enum": ["yes", "no"]},
-        },
-        "required": ["evidence", "reason", "answer"],
+        "properties": {"reason": {"type": "string"}, "answer": {"type": "string", "enum": ["yes", "no"]}},
+        "required": ["reason", "answer"],
         "additionalProperties": False,
     }
     properties = {rule_id: answer for rule_id in rule_ids}
@@ -92,14 +87,11 @@ def build_messages(
         "First check that the input (or, for code generation, the output) is real code, not only comments. "
         f"Then answer each rule of the checklist:\n{checklist}"
     )
-    shape = {
-        rule["id"]: {"evidence": "words quoted from the instance", "reason": "...", "answer": "yes|no"}
-        for rule in principles.rules
-    }
+    shape = {rule["id"]: {"reason": "...", "answer": "yes|no"} for rule in principles.rules}
     shape |= {"overall": "yes|no", "reasons": "..."}
     parts.append(
-        f"Reply with JSON shaped {json.dumps(shape)}: for each rule quote the words of the instance you "
-        "checked, then say in one sentence what they show; no reason repeats its rule's question."
+        f"Reply with JSON shaped {json.dumps(shape)}; each reason cites this instance, and no reason "
+        "repeats its rule's question."
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
