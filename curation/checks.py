@@ -57,8 +57,12 @@ def _defined_names(tree: ast.AST) -> set[str]:
 
 
 def bound_methods(code: str) -> list[str]:
-    """Top-level functions whose first parameter is `self` or `cls`: methods cut out of their class."""
-    tree = ast.parse(code)
+    """Top-level functions whose first parameter is `self` or `cls`: methods cut out of their class.
+    Empty when the code does not parse: the parse check reports that."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
     return [
         node.name
         for node in tree.body
@@ -122,7 +126,7 @@ def run_static_checks(
             continue
         error = python_parses(code)
         results.append(CheckResult(f"{field}_parses", error is None, f"{field} is not valid Python: {error}"))
-    if task == "generation" and language.lower() == "python" and python_parses(output) is None:
+    if task == "generation" and language.lower() == "python":
         methods = bound_methods(output)
         results.append(
             CheckResult(

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 SYSTEM = (
     "You are the Generator of a code instruction dataset. From a piece of raw code you write one "
     "instruction-tuning instance for the given task, about that code and no other, following every "
-    "requirement. Reply with one JSON object only."
+    "requirement. Reply with the sections asked for, nothing else."
 )
 TRANSLATION_TARGETS = ["python", "javascript", "java", "go", "cpp", "rust", "typescript"]
 
