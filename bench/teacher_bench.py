@@ -12,7 +12,8 @@ discriminator's reasons and the share of reasons that restate the rule's questio
 words the judge quoted from the instance); for translation, the
 share whose instruction names its real target language. Targets (the issue's): parse ≥ 95%, static ≥ 80%,
 execution ≥ 60%, no few-shot copies, reasons ≥ 5 words not restating the question, every translation's
-instruction naming its target. The numbers are printed as measured; nothing here is tuned to pass.
+instruction naming its target. For repair it also prints how many passing tests fail on the planted bug.
+The numbers are printed as measured; nothing here is tuned to pass.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def main() -> None:
         "reason words",
         "restated",
         "names target",
+        "tests catch bug",
     )
     for slug in ("summarization", "generation", "translation", "repair"):
         instances = list(Instance.objects.filter(job=job, task__slug=slug))
@@ -171,6 +173,8 @@ def main() -> None:
             if slug == "translation"
             else "–"
         )
+        caught = sum(i.execution_detail.startswith("the tests fail on the buggy") for i in executed)
+        catches = f"{caught}/{len(executed)}" if slug == "repair" else "–"
         rows.append(
             (
                 slug,
@@ -185,6 +189,7 @@ def main() -> None:
                 f"{words:g}",
                 f"{restated:.0%}",
                 names,
+                catches,
             )
         )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

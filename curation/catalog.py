@@ -96,18 +96,21 @@ DEFAULTS: dict[str, dict] = {
     "repair": {
         "name": "Code repair",
         "definition": (
-            "Code repair: plant one realistic bug in the given code (an off-by-one, a wrong operator or "
-            "condition, a missed edge case), ask to find and fix it, and give the fixed code with a short "
-            "explanation of the bug and the fix."
+            "Code repair: a realistic bug (an off-by-one, a wrong operator or condition, a missed edge "
+            "case) is planted in correct code; the instance asks to find and fix it, and gives the fixed "
+            "code with a short explanation of the bug and the fix."
         ),
         "requirements": [
             *COMMON_REQUIREMENTS[:2],
-            "Start from a self-contained version of the raw code (standard library only, no helpers or "
-            "globals of its repository); the input is that code with one bug planted.",
-            "The output is the complete fixed code; `explanation` says briefly what was wrong.",
-            "The bug is realistic and changes behaviour; it is not a syntax error or a renamed variable.",
-            "When the language is Python, `tests` holds two to five `assert` lines that call only the fixed "
-            "function, with literal arguments: they pass on the output and at least one fails on the input.",
+            "The output is a complete, correct, self-contained version of the raw code (standard library "
+            "only, no helpers or globals of its repository).",
+            "The instruction asks to find and fix the bug in that code and says what the code should do, "
+            "not what the bug is.",
+            "When the language is Python, the app plants the bug in your output and explains it; `tests` "
+            "holds two to five `assert` lines that call only the output's function, with literal "
+            "arguments, and pass on the output.",
+            "In other languages, the input is the output with one realistic bug planted (not a syntax "
+            "error or a renamed variable) and `explanation` says briefly what was wrong.",
         ],
         "rules": [
             ("input_is_code", "Is the input real code that contains a bug?"),
@@ -238,9 +241,8 @@ SEED_EXAMPLES: dict[str, list[dict]] = {
         {
             "language": "python",
             "source_code": "def tail(self, n):\n    return self.buffer[len(self.buffer) - n:]",
-            "instruction": "This Python function should return the last n items "
-            "of a list but returns one too "
-            "many; find and fix the bug.",
+            "instruction": "This Python function should return the last n items of a list, but it has a "
+            "bug; find and fix it.",
             "input": "def last_items(items, n):\n    return items[len(items) - n - 1:]",
             "output": "def last_items(items, n):\n    return items[len(items) - n:]",
             "explanation": "The slice started one position too early (an off-by-one); it must start at "
@@ -251,7 +253,8 @@ SEED_EXAMPLES: dict[str, list[dict]] = {
             "language": "python",
             "source_code": 'def _is_leap(year):\n    """Return True for leap years."""\n'
             "    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)",
-            "instruction": "Fix the bug in this Python leap-year check, which gets century years wrong.",
+            "instruction": "Fix the bug in this Python function, which should tell whether a year is a "
+            "leap year.",
             "input": "def is_leap(year):\n    return year % 4 == 0 and year % 100 == 0 or year % 400 == 0",
             "output": "def is_leap(year):\n    return year % 4 == 0 and year % 100 != 0 or year % 400 == 0",
             "explanation": "The condition used == 0 where it needs != 0 for the hundreds, so "
@@ -263,7 +266,8 @@ SEED_EXAMPLES: dict[str, list[dict]] = {
             "language": "python",
             "source_code": "def first_word(self):\n    words = self.text.split()\n"
             '    return words[0] if words else ""',
-            "instruction": "This Python function fails on an empty string; find the bug and fix it.",
+            "instruction": "Find and fix the bug in this Python function that returns the first word of a "
+            "text.",
             "input": "def first_word(text):\n    return text.split()[0]",
             "output": "def first_word(text):\n    words = text.split()\n    return words[0] if words else ''",
             "explanation": "An empty or blank string has no words, so indexing [0] raised IndexError; "
@@ -281,8 +285,9 @@ def rules_from_pairs(pairs) -> list[dict]:
 
 @transaction.atomic
 def ensure_catalog() -> None:
-    """Create the four tasks with version 1 of their prompt and principles, and add any seed example the
-    pool lacks (idempotent; a seed a curator removed stays removed)."""
+    """Create the four tasks with version 1 of their prompt and principles, add any seed example the pool
+    lacks and retire the unpinned seeds no longer shipped (idempotent; a seed a curator removed stays
+    removed)."""
     for slug, spec in DEFAULTS.items():
         task, _ = CodeTask.objects.get_or_create(slug=slug, defaults={"name": spec["name"]})
         if task.current_prompt_id is None:
@@ -298,6 +303,11 @@ def ensure_catalog() -> None:
             )
             task.current_principles = principles
         task.save()
+        shipped = {seed["instruction"] for seed in SEED_EXAMPLES[slug]}
+        # A seed this version no longer ships is retired (removed, restorable), unless a curator pinned it.
+        task.pool.filter(origin=PoolExample.Origin.SEED, pinned=False, removed=False).exclude(
+            instruction__in=shipped
+        ).update(removed=True)
         existing = set(task.pool.filter(origin=PoolExample.Origin.SEED).values_list("instruction", flat=True))
         for seed in SEED_EXAMPLES[slug]:
             if seed["instruction"] in existing:

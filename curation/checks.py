@@ -53,7 +53,29 @@ def _defined_names(tree: ast.AST) -> set[str]:
             names.add(node.id)
         elif isinstance(node, ast.Import | ast.ImportFrom):
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
     return names
+
+
+def free_names(code: str) -> set[str] | None:
+    """Names Python code reads that it neither defines, imports, takes as parameters nor finds among the
+    builtins: what it needs from its module. None when it does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return read - _defined_names(tree) - set(dir(builtins))
+
+
+def self_contained(code: str) -> bool:
+    """Whether Python code can run on its own: it parses, holds no method cut out of its class, and
+    needs no name from its module. Generation and repair prefer such samples: their tests run the code
+    by itself."""
+    return free_names(code) == set() and not bound_methods(code)
 
 
 def bound_methods(code: str) -> list[str]:

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
-from . import checks, discrimination, llm, pools, sandbox
+from . import checks, discrimination, llm, mutation, pools, sandbox
 from .models import CodeTask, GenerationJob, Instance, LLMCall, PoolExample, SelectionRun
 from .parsing import ParseError, parse_fields
 
@@ -37,15 +37,22 @@ SYSTEM = (
 TRANSLATION_TARGETS = ["python", "javascript", "java", "go", "cpp", "rust", "typescript"]
 
 
+def plants_bug(task_slug: str, language: str) -> bool:
+    """Whether the app plants the repair task's bug itself (curation/mutation.py) rather than the model."""
+    return task_slug == "repair" and language == "python"
+
+
 def fields_for(task_slug: str, language: str) -> tuple[list[str], list[str]]:
     """(all fields, required fields) the generator writes for a task. Summarization and translation take
-    the raw code itself as their input, so the model is not asked to copy it (and cannot garble it)."""
+    the raw code itself as their input, so the model is not asked to copy it (and cannot garble it).
+    Where the app plants a repair's bug, the model writes the correct code and its tests, and the app
+    makes the buggy input and the explanation from the bug it planted."""
     fields = (
         ["instruction", "output"]
-        if task_slug in ("summarization", "translation")
+        if task_slug in ("summarization", "translation") or plants_bug(task_slug, language)
         else ["instruction", "input", "output"]
     )
-    if task_slug == "repair":
+    if task_slug == "repair" and not plants_bug(task_slug, language):
         fields.append("explanation")
     if task_slug in ("generation", "repair") and language == "python":
         fields.append("tests")
@@ -64,13 +71,20 @@ def target_language_for(sample_id: int, sample_index: int, source: str) -> str:
 _REMINDERS = {
     "generation": " The output is a standalone function (no `self`); the tests call only that function.",
     "repair": " The input holds the planted bug, so it differs from the output.",
+    "repair-planted": " The output is the correct, standalone function (no `self`); the tests call only it.",
 }
+
+
+def _reminder(slug: str, language: str) -> str:
+    return _REMINDERS.get("repair-planted" if plants_bug(slug, language) else slug, "")
 
 
 def _ask(slug: str, language: str, code: str, target: str) -> str:
     text = f"Raw code ({language}):\n```{language}\n{code}\n```"
     if slug == "translation":
         text += f"\nTranslate it from {language} into {target or 'another language'}."
+    elif plants_bug(slug, language):
+        text += "\nWrite its correct, self-contained version; the app plants the bug in it afterwards."
     return text
 
 
@@ -152,7 +166,7 @@ def build_messages(instance: Instance, good: list[PoolExample], bad: list[PoolEx
             "Reply with the sections "
             + ", ".join(f"### {f}" for f in required)
             + "."
-            + _REMINDERS.get(slug, "")
+            + _reminder(slug, instance.language)
         )
     messages.append({"role": "user", "content": "\n\n".join(last)})
     return messages
@@ -206,18 +220,28 @@ def create_generation_job(
 
 def plan_instances(job: GenerationJob) -> int:
     """Create the job's pending instance rows. Tasks take different picks where the selection allows,
-    in pick order (the most diverse first). Rows another job already made are skipped, not repeated."""
-    picks = list(job.selection_run.pick_rows.order_by("rank").values_list("sample_id", "sample__language"))
+    in pick order (the most diverse first); generation and repair take self-contained Python code first,
+    since their tests run it alone. Rows another job already made are skipped, not repeated."""
+    picks = list(
+        job.selection_run.pick_rows.order_by("rank").values_list(
+            "sample_id", "sample__language", "sample__code"
+        )
+    )
     if not picks:
         raise ValueError("The selection has no picks.")
     tasks = {t.slug: t for t in CodeTask.objects.filter(slug__in=job.tasks).select_related("current_prompt")}
+    runs_alone = [language == "python" and checks.self_contained(code) for _, language, code in picks]
     rows = []
     for t_index, slug in enumerate(job.tasks):
         task = tasks[slug]
+        prefers = slug in ("generation", "repair")
         # This task's share of the picks first (every T-th), then the others, each in pick order.
-        order = sorted(range(len(picks)), key=lambda j: ((j - t_index) % len(job.tasks) != 0, j))
+        order = sorted(
+            range(len(picks)),
+            key=lambda j: (prefers and not runs_alone[j], (j - t_index) % len(job.tasks) != 0, j),
+        )
         for j in order[: job.samples_per_task]:
-            sample_id, language = picks[j]
+            sample_id, language, _ = picks[j]
             for index in range(job.instances_per_sample):
                 rows.append(
                     Instance(
@@ -532,6 +556,14 @@ class _Drain:
             setattr(row, field, values.get(field, ""))
         if slug in ("summarization", "translation"):
             row.input = row.sample.code
+        if plants_bug(slug, row.language):
+            unplanted = _plant_or_why(row)
+            if unplanted:
+                row.failed_check = unplanted[0]
+                await self.db(
+                    _fail, row, Instance.Stage.CHECK_FAILED, f"Static check {unplanted[0]}: {unplanted[1]}"
+                )
+                return False
         results = checks.run_static_checks(
             task=slug,
             instruction=row.instruction,
@@ -554,8 +586,26 @@ class _Drain:
         return True
 
 
+def _plant_or_why(row: Instance) -> tuple[str, str] | None:
+    """Plant a repair row's bug in its output (the same bug on every re-run of the row): the buggy code
+    becomes the input and the bug's description the explanation. Else the failed check's (name, detail)."""
+    error = checks.python_parses(row.output)
+    if error:
+        return "output_parses", f"output is not valid Python: {error}"
+    seed = int.from_bytes(hashlib.sha256(f"{row.sample_id}:{row.sample_index}".encode()).digest()[:4])
+    planted = mutation.plant_bug(row.output, seed)
+    if planted is None:
+        return "bug_planted", (
+            "the output is not one function with an operator, comparison or small constant in its body "
+            "to plant a bug in"
+        )
+    row.input, row.explanation = planted.buggy, planted.explanation()
+    return None
+
+
 def execute_instance(row: Instance) -> tuple[str, str]:
-    """Run a Python instance's code (with its asserts, if any) in the sandbox: (status, detail)."""
+    """Run a Python instance's code (with its asserts, if any) in the sandbox: (status, detail). For a
+    repair with tests, the detail also says whether the tests catch the bug (fail on the input)."""
     slug = row.task.slug
     language = row.target_language if slug == "translation" else row.language
     if slug == "summarization" or language != "python":
@@ -565,7 +615,16 @@ def execute_instance(row: Instance) -> tuple[str, str]:
     if result.not_run:
         return "not run", result.reason
     if result.ok:
-        return "passed", (result.stdout or "")[-2000:]
+        detail = (result.stdout or "")[-2000:]
+        if slug == "repair" and row.tests and row.input.strip():
+            on_bug = sandbox.run_python(row.input + "\n\n" + row.tests)
+            if not on_bug.not_run:
+                detail = (
+                    "the tests fail on the buggy input, as they should"
+                    if not on_bug.ok
+                    else "the tests pass on the buggy input too: they do not catch the bug"
+                ) + ("\n" + detail if detail else "")
+        return "passed", detail
     status = "timeout" if result.timed_out else "failed"
     return status, (result.reason + "\n" + (result.stderr or ""))[-2000:]
 

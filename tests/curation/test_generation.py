@@ -43,7 +43,12 @@ def test_job_generates_and_judges_every_task(db, stub):
         i.failure for i in instances
     ]
     repair = next(i for i in instances if i.task.slug == "repair")
-    assert repair.explanation == "It subtracted instead of adding."
+    # The app planted the Python repair's bug in the generator's correct code, and says what it was.
+    assert repair.output == "def add(a, b):\n    return a + b"
+    assert repair.input == "def add(a, b):\n    return a - b"
+    assert repair.explanation == (
+        "The bug is a wrong arithmetic operator on line 2: `return a - b` must be `return a + b`."
+    )
     translation = next(i for i in instances if i.task.slug == "translation")
     assert translation.target_language and translation.target_language != "python"
     # One verdict per instance, one rule verdict per principle, versions recorded.
@@ -393,3 +398,71 @@ def test_claim_records_the_worker(db):
     )
     assert job.claim() and (job.worker_host, job.worker_pid) == (socket.gethostname(), os.getpid())
     assert not job.holder_gone
+
+
+def test_generation_and_repair_take_self_contained_picks_first(db):
+    run = make_selection(4)
+    picks = list(run.pick_rows.order_by("rank").select_related("sample"))
+    for pick in picks[:2]:  # the two most diverse picks are methods that need their class
+        pick.sample.code = "def area(self):\n    return self.width * self.height"
+        pick.sample.save()
+    job = generation.create_generation_job(
+        selection_run=run, tasks=["summarization", "generation", "repair"], samples_per_task=2, execute=False
+    )
+    used = {
+        slug: {i.sample_id for i in job.instances.filter(task__slug=slug)}
+        for slug in ("summarization", "generation", "repair")
+    }
+    alone = {p.sample_id for p in picks[2:]}
+    assert used["generation"] == alone and used["repair"] == alone
+    assert used["summarization"] & {p.sample_id for p in picks[:2]}, "other tasks keep the pick order"
+
+
+def _repair_reply(output: str, tests: str = "assert add(1, 2) == 3"):
+    def answer(request):
+        if is_discriminator(request):
+            return responder(request)
+        reply = generator_fields(request)
+        reply["output"], reply["tests"] = output, tests
+        return sections(request, reply)
+
+    return answer
+
+
+def test_a_repair_output_with_no_place_for_a_bug_fails_its_check(db):
+    with OpenAIStub(responder=_repair_reply("def add(a, b):\n    pass")) as server:
+        job = generation.create_generation_job(
+            selection_run=make_selection(), tasks=["repair"], samples_per_task=1, execute=False
+        )
+        generation.run_generation(job.pk, client=_client(server))
+    row = job.instances.get()
+    assert row.stage == Instance.Stage.CHECK_FAILED and row.failed_check == "bug_planted"
+    assert "plant a bug" in row.failure
+
+
+def test_a_repair_output_that_does_not_parse_fails_as_such(db):
+    with OpenAIStub(responder=_repair_reply("def add(a, b:\n    return a + b")) as server:
+        job = generation.create_generation_job(
+            selection_run=make_selection(), tasks=["repair"], samples_per_task=1, execute=False
+        )
+        generation.run_generation(job.pk, client=_client(server))
+    row = job.instances.get()
+    assert row.failed_check == "output_parses" and "not valid Python" in row.failure
+
+
+@pytest.mark.parametrize(
+    ("tests", "detail"),
+    [
+        ("assert add(1, 2) == 3", "the tests fail on the buggy input, as they should"),
+        ("assert add(0, 0) == 0", "the tests pass on the buggy input too: they do not catch the bug"),
+    ],
+)
+def test_repair_execution_says_whether_the_tests_catch_the_planted_bug(db, tests, detail):
+    with OpenAIStub(responder=_repair_reply("def add(a, b):\n    return a + b", tests)) as server:
+        job = generation.create_generation_job(
+            selection_run=make_selection(), tasks=["repair"], samples_per_task=1
+        )
+        generation.run_generation(job.pk, client=_client(server))
+    row = job.instances.get()
+    assert row.input == "def add(a, b):\n    return a - b"
+    assert row.execution_status == "passed" and row.execution_detail.startswith(detail)

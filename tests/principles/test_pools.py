@@ -117,3 +117,19 @@ def test_seed_examples_are_varied_and_correct(db):
         except (AssertionError, IndexError):
             continue
         raise AssertionError(f"the tests do not catch the bug of {seed['instruction']!r}")
+
+
+def test_seeds_no_longer_shipped_are_retired_unless_pinned(db):
+    from curation.catalog import ensure_catalog
+
+    task = CodeTask.objects.get(slug="repair")
+    old = _example(task, text="def old(x):\n    return x")
+    kept = _example(task, text="def kept(x):\n    return x")
+    PoolExample.objects.filter(pk__in=[old.pk, kept.pk]).update(origin="seed", instruction="an old seed")
+    PoolExample.objects.filter(pk=kept.pk).update(pinned=True, instruction="a pinned old seed")
+    ensure_catalog()
+    old.refresh_from_db()
+    kept.refresh_from_db()
+    assert old.removed and not kept.removed
+    shipped = PoolExample.objects.filter(task=task, origin="seed", removed=False).exclude(pk=kept.pk)
+    assert shipped.count() == 3
