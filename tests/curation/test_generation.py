@@ -418,7 +418,9 @@ def test_generation_and_repair_take_self_contained_picks_first(db):
     assert used["summarization"] & {p.sample_id for p in picks[:2]}, "other tasks keep the pick order"
 
 
-def _repair_reply(output: str, tests: str = "assert add(1, 2) == 3"):
+def _one_repair(output: str, tests: str = "assert add(1, 2) == 3", *, execute: bool = False) -> Instance:
+    """One repair instance generated from a reply whose correct code and tests are given."""
+
     def answer(request):
         if is_discriminator(request):
             return responder(request)
@@ -426,27 +428,22 @@ def _repair_reply(output: str, tests: str = "assert add(1, 2) == 3"):
         reply["output"], reply["tests"] = output, tests
         return sections(request, reply)
 
-    return answer
+    with OpenAIStub(responder=answer) as server:
+        job = generation.create_generation_job(
+            selection_run=make_selection(), tasks=["repair"], samples_per_task=1, execute=execute
+        )
+        generation.run_generation(job.pk, client=_client(server))
+    return job.instances.get()
 
 
 def test_a_repair_output_with_no_place_for_a_bug_fails_its_check(db):
-    with OpenAIStub(responder=_repair_reply("def add(a, b):\n    pass")) as server:
-        job = generation.create_generation_job(
-            selection_run=make_selection(), tasks=["repair"], samples_per_task=1, execute=False
-        )
-        generation.run_generation(job.pk, client=_client(server))
-    row = job.instances.get()
+    row = _one_repair("def add(a, b):\n    pass")
     assert row.stage == Instance.Stage.CHECK_FAILED and row.failed_check == "bug_planted"
     assert "plant a bug" in row.failure
 
 
 def test_a_repair_output_that_does_not_parse_fails_as_such(db):
-    with OpenAIStub(responder=_repair_reply("def add(a, b:\n    return a + b")) as server:
-        job = generation.create_generation_job(
-            selection_run=make_selection(), tasks=["repair"], samples_per_task=1, execute=False
-        )
-        generation.run_generation(job.pk, client=_client(server))
-    row = job.instances.get()
+    row = _one_repair("def add(a, b:\n    return a + b")
     assert row.failed_check == "output_parses" and "not valid Python" in row.failure
 
 
@@ -458,11 +455,6 @@ def test_a_repair_output_that_does_not_parse_fails_as_such(db):
     ],
 )
 def test_repair_execution_says_whether_the_tests_catch_the_planted_bug(db, tests, detail):
-    with OpenAIStub(responder=_repair_reply("def add(a, b):\n    return a + b", tests)) as server:
-        job = generation.create_generation_job(
-            selection_run=make_selection(), tasks=["repair"], samples_per_task=1
-        )
-        generation.run_generation(job.pk, client=_client(server))
-    row = job.instances.get()
+    row = _one_repair("def add(a, b):\n    return a + b", tests, execute=True)
     assert row.input == "def add(a, b):\n    return a - b"
     assert row.execution_status == "passed" and row.execution_detail.startswith(detail)
