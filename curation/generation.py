@@ -24,7 +24,7 @@ from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
 from . import checks, discrimination, llm, mutation, pools, sandbox
-from .models import CodeTask, GenerationJob, Instance, LLMCall, PoolExample, SelectionRun
+from .models import CodeSample, CodeTask, GenerationJob, Instance, LLMCall, PoolExample, SelectionRun
 from .parsing import ParseError, parse_fields
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,16 @@ def fields_for(task_slug: str, language: str) -> tuple[list[str], list[str]]:
     return fields, required
 
 
+def _row_seed(sample_id: int, sample_index: int) -> int:
+    """A number fixed by a row's sample and index: the same choice on every re-run of the row."""
+    return int.from_bytes(hashlib.sha256(f"{sample_id}:{sample_index}".encode()).digest()[:4])
+
+
 def target_language_for(sample_id: int, sample_index: int, source: str) -> str:
     """A translation target other than the source, spread evenly and the same on every re-run."""
     choices = [lang for lang in TRANSLATION_TARGETS if lang != source]
-    digest = hashlib.sha256(f"{sample_id}:{sample_index}".encode()).digest()
-    return choices[digest[0] % len(choices)]
+    # The first byte of the digest, as before, so existing rows keep their targets.
+    return choices[(_row_seed(sample_id, sample_index) >> 24) % len(choices)]
 
 
 # What a small model most often forgot, said again next to the code at hand.
@@ -222,15 +227,11 @@ def plan_instances(job: GenerationJob) -> int:
     """Create the job's pending instance rows. Tasks take different picks where the selection allows,
     in pick order (the most diverse first); generation and repair take self-contained Python code first,
     since their tests run it alone. Rows another job already made are skipped, not repeated."""
-    picks = list(
-        job.selection_run.pick_rows.order_by("rank").values_list(
-            "sample_id", "sample__language", "sample__code"
-        )
-    )
+    picks = list(job.selection_run.pick_rows.order_by("rank").values_list("sample_id", "sample__language"))
     if not picks:
         raise ValueError("The selection has no picks.")
     tasks = {t.slug: t for t in CodeTask.objects.filter(slug__in=job.tasks).select_related("current_prompt")}
-    runs_alone = [language == "python" and checks.self_contained(code) for _, language, code in picks]
+    alone = _runs_alone(picks) if {"generation", "repair"} & set(job.tasks) else set()
     rows = []
     for t_index, slug in enumerate(job.tasks):
         task = tasks[slug]
@@ -238,10 +239,10 @@ def plan_instances(job: GenerationJob) -> int:
         # This task's share of the picks first (every T-th), then the others, each in pick order.
         order = sorted(
             range(len(picks)),
-            key=lambda j: (prefers and not runs_alone[j], (j - t_index) % len(job.tasks) != 0, j),
+            key=lambda j: (prefers and picks[j][0] not in alone, (j - t_index) % len(job.tasks) != 0, j),
         )
         for j in order[: job.samples_per_task]:
-            sample_id, language, _ = picks[j]
+            sample_id, language = picks[j]
             for index in range(job.instances_per_sample):
                 rows.append(
                     Instance(
@@ -262,6 +263,16 @@ def plan_instances(job: GenerationJob) -> int:
     GenerationJob.objects.filter(pk=job.pk).update(progress_total=total)
     job.progress_total = total
     return total
+
+
+def _runs_alone(picks: list[tuple[int, str]]) -> set[int]:
+    """The Python picks whose code runs on its own, read in batches (a selection can be large)."""
+    ids = [sample_id for sample_id, language in picks if language == "python"]
+    alone = set()
+    for start in range(0, len(ids), 1000):
+        batch = CodeSample.objects.filter(pk__in=ids[start : start + 1000]).values_list("pk", "code")
+        alone.update(pk for pk, code in batch if checks.self_contained(code))
+    return alone
 
 
 @dataclass
@@ -559,10 +570,7 @@ class _Drain:
         if plants_bug(slug, row.language):
             unplanted = _plant_or_why(row)
             if unplanted:
-                row.failed_check = unplanted[0]
-                await self.db(
-                    _fail, row, Instance.Stage.CHECK_FAILED, f"Static check {unplanted[0]}: {unplanted[1]}"
-                )
+                await self._check_failed(row, *unplanted)
                 return False
         results = checks.run_static_checks(
             task=slug,
@@ -576,14 +584,15 @@ class _Drain:
         row.checks = checks.as_json(results)
         failure = checks.first_failure(results)
         if failure:
-            row.failed_check = failure.name
-            await self.db(
-                _fail, row, Instance.Stage.CHECK_FAILED, f"Static check {failure.name}: {failure.detail}"
-            )
+            await self._check_failed(row, failure.name, failure.detail)
             return False
         if self.job.execute:
             row.execution_status, row.execution_detail = await asyncio.to_thread(execute_instance, row)
         return True
+
+    async def _check_failed(self, row: Instance, name: str, detail: str) -> None:
+        row.failed_check = name
+        await self.db(_fail, row, Instance.Stage.CHECK_FAILED, f"Static check {name}: {detail}")
 
 
 def _plant_or_why(row: Instance) -> tuple[str, str] | None:
@@ -592,8 +601,7 @@ def _plant_or_why(row: Instance) -> tuple[str, str] | None:
     error = checks.python_parses(row.output)
     if error:
         return "output_parses", f"output is not valid Python: {error}"
-    seed = int.from_bytes(hashlib.sha256(f"{row.sample_id}:{row.sample_index}".encode()).digest()[:4])
-    planted = mutation.plant_bug(row.output, seed)
+    planted = mutation.plant_bug(row.output, _row_seed(row.sample_id, row.sample_index))
     if planted is None:
         return "bug_planted", (
             "the output is not one function with an operator, comparison or small constant in its body "

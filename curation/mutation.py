@@ -4,8 +4,7 @@ A small teacher asked to plant a bug itself mostly copies the raw code unchanged
 (Qwen2.5-Coder-0.5B did so in 10 of 15 repairs). For Python the app plants one instead: a single
 operator, comparison, boolean or constant changed in place, the rest of the source left byte for byte as
 it was (comments and layout kept), so the input and output differ only by the bug. The teacher then
-writes what needs language: the instruction, the explanation and the tests.
-
+writes what needs language: the instruction and the tests.
 """
 
 from __future__ import annotations
@@ -54,9 +53,6 @@ class Mutation:
     after: str  # the line with the bug
     kind: str  # one of _KINDS' descriptions
 
-    def describe(self) -> str:
-        return f"{self.kind} on line {self.line}: `{self.before.strip()}` became `{self.after.strip()}`"
-
     def explanation(self) -> str:
         """What was wrong and the fix, as a repair instance's explanation."""
         return (
@@ -93,9 +89,8 @@ class _Source:
         return self.at(getattr(node, "end_lineno", None), getattr(node, "end_col_offset", None))
 
 
-def _sites(code: str, tree: ast.AST) -> list[tuple[int, int, str, str, str]]:
-    """Every place one token can be changed: (start, end, old text, new text, kind)."""
-    source = _Source(code)
+def _sites(code: str, source: _Source, tree: ast.AST) -> list[tuple[int, int, str, str]]:
+    """Every place one token can be changed: (start, end, new text, kind)."""
     sites = []
 
     def operator_site(left, right, old: str, new: str, kind: str) -> None:
@@ -110,7 +105,7 @@ def _sites(code: str, tree: ast.AST) -> list[tuple[int, int, str, str, str]]:
             return
         at = gap.index(old.split()[0])
         end = at + len(old) if " " not in old else gap.index(old.split()[-1], at) + len(old.split()[-1])
-        sites.append((span[0] + at, span[0] + end, gap[at:end], new, kind))
+        sites.append((span[0] + at, span[0] + end, new, kind))
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
@@ -130,7 +125,7 @@ def _sites(code: str, tree: ast.AST) -> list[tuple[int, int, str, str, str]]:
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
             a, b = source.start(node), source.start(node.operand)
             if a is not None and b is not None and code[a:b].strip() == "not":
-                sites.append((a, b, code[a:b], "", _KINDS["negation"]))
+                sites.append((a, b, "", _KINDS["negation"]))
         elif (
             isinstance(node, ast.Constant)
             and type(node.value) is int
@@ -139,14 +134,14 @@ def _sites(code: str, tree: ast.AST) -> list[tuple[int, int, str, str, str]]:
         ):
             a, b = source.start(node), source.end(node)
             if a is not None and b is not None and code[a:b] == str(node.value):
-                sites.append((a, b, code[a:b], str(node.value + 1), _KINDS["constant"]))
+                sites.append((a, b, str(node.value + 1), _KINDS["constant"]))
     return sites
 
 
-def _body_spans(code: str, tree: ast.Module) -> list[tuple[int, int]]:
+def _body_spans(source: _Source, tree: ast.Module) -> list[tuple[int, int]]:
     """The source spans of the top-level functions' bodies, after their docstrings: bugs go into a body,
     not into a default argument, a docstring's doctest or module-level set-up."""
-    source, spans = _Source(code), []
+    spans = []
     for func in tree.body:
         if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
@@ -166,14 +161,12 @@ def plant_bug(code: str, seed: int) -> Mutation | None:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return None
-    spans = _body_spans(code, tree)
-    sites = [s for s in _sites(code, tree) if any(a <= s[0] and s[1] <= b for a, b in spans)]
-    rng = random.Random(seed)
-    rng.shuffle(sites)
-    for start, end, _old, new, kind in sites:
+    source = _Source(code)
+    spans = _body_spans(source, tree)
+    sites = [s for s in _sites(code, source, tree) if any(a <= s[0] and s[1] <= b for a, b in spans)]
+    random.Random(seed).shuffle(sites)
+    for start, end, new, kind in sites:
         buggy = code[:start] + new + code[end:]
-        if new == "" and buggy[start : start + 1] == " ":
-            buggy = buggy[:start] + buggy[start + 1 :]
         try:
             ast.parse(buggy)
         except SyntaxError:
