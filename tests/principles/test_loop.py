@@ -44,6 +44,19 @@ def reviewed(db, reviewer):
     return misfiring, correct, rows
 
 
+def split_seed(rows):
+    """A split seed that leaves a rejected instance among the cases and two accepted ones held out:
+    row ids differ between databases and test orders, so a fixed seed would split them differently."""
+    rejected = rows[3::4]
+    accepted = [r for n, r in enumerate(rows) if n % 4 != 3]
+    return next(
+        s
+        for s in range(1000)
+        if any(not refinement._held_out(r.pk, s, 0.5) for r in rejected)
+        and sum(refinement._held_out(r.pk, s, 0.5) for r in accepted) >= 2
+    )
+
+
 def test_full_loop(reviewed, curator):
     misfiring, correct, rows = reviewed
     task = CodeTask.objects.get(slug="generation")
@@ -69,7 +82,9 @@ def test_full_loop(reviewed, curator):
     with OpenAIStub(responder=combined(judge, proposer(misfiring))) as stub:
         client = _client(stub)
         # Proposal.
-        run = refinement.create_refinement_run(task, user=curator, heldout_fraction=0.5, seed=1)
+        run = refinement.create_refinement_run(
+            task, user=curator, heldout_fraction=0.5, seed=split_seed(rows)
+        )
         assert run.heldout_ids and run.case_ids
         assert not set(run.heldout_ids) & set(run.case_ids)
         run = refinement.propose(run.pk, client=client)
@@ -149,7 +164,9 @@ def test_full_loop(reviewed, curator):
 
 def test_garbage_proposal_fails_the_run_with_the_raw_text(reviewed, curator):
     with OpenAIStub(responder=lambda request: "I think the rules are fine!!") as stub:
-        run = refinement.create_refinement_run("generation", user=curator, heldout_fraction=0.5, seed=1)
+        run = refinement.create_refinement_run(
+            "generation", user=curator, heldout_fraction=0.5, seed=split_seed(reviewed[2])
+        )
         run = refinement.propose(run.pk, client=_client(stub))
     assert run.stage == RefinementRun.Stage.FAILED and run.status == RefinementRun.Status.FAILED
     assert "could not be read" in run.error and run.raw_response == "I think the rules are fine!!"
@@ -167,7 +184,9 @@ def test_unjudgeable_heldout_answers_are_left_out_of_both_scores(reviewed, curat
         return "not json"
 
     with OpenAIStub(responder=combined(judge, proposer(misfiring))) as stub:
-        run = refinement.create_refinement_run("generation", user=curator, heldout_fraction=0.5, seed=1)
+        run = refinement.create_refinement_run(
+            "generation", user=curator, heldout_fraction=0.5, seed=split_seed(reviewed[2])
+        )
         run = refinement.propose(run.pk, client=_client(stub))
         run = refinement.check(refinement.prepare_check(run).pk, client=_client(stub))
     results = run.check_results
