@@ -29,6 +29,7 @@ from .params import (
     SAMPLES_PER_TASK_MAX,
     SEED_MAX,
     SELECTION_K_MAX,
+    TRIES_MAX,
     int_param,
     text_param,
 )
@@ -311,6 +312,7 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "concurrency",
             "execute",
             "few_shot",
+            "tries",
             "paused",
             "prompt_tokens",
             "completion_tokens",
@@ -326,6 +328,7 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "instances_per_sample": {"min_value": 1, "max_value": INSTANCES_PER_SAMPLE_MAX},
             "concurrency": {"required": False, "min_value": 1, "max_value": CONCURRENCY_MAX},
             "few_shot": {"min_value": 0, "max_value": FEW_SHOT_MAX},
+            "tries": {"required": False, "min_value": 1, "max_value": TRIES_MAX},
         }
 
     def get_counts(self, job) -> dict:

@@ -89,6 +89,13 @@ class GenerationJobForm(forms.Form):
     execute = forms.BooleanField(
         required=False, initial=True, help_text="Run Python outputs and asserts in the sandbox."
     )
+    tries = forms.IntegerField(
+        min_value=1,
+        max_value=params.TRIES_MAX,
+        initial=settings.GENERATION_TRIES,
+        help_text="Generator replies per instance: a reply that does not parse, fails a check or its own "
+        "tests goes back to the generator with the error.",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         from .models import CodeTask, SelectionRun

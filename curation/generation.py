@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
-from . import checks, discrimination, llm, mutation, pools, sandbox
+from . import checks, discrimination, llm, mutation, params, pools, sandbox
 from .models import CodeSample, CodeTask, GenerationJob, Instance, LLMCall, PoolExample, SelectionRun
 from .parsing import ParseError, parse_fields
 
@@ -191,6 +191,7 @@ def create_generation_job(
     concurrency: int | None = None,
     execute: bool = True,
     few_shot: int | None = None,
+    tries: int | None = None,
     user=None,
 ) -> GenerationJob:
     """Validate, create a job and plan its instances. ValueError with a clear message on bad input."""
@@ -204,8 +205,11 @@ def create_generation_job(
     if samples_per_task < 1 or not 1 <= instances_per_sample <= 20:
         raise ValueError("samples_per_task must be ≥ 1 and instances_per_sample between 1 and 20.")
     concurrency = settings.LLM_CONCURRENCY if concurrency is None else concurrency
-    if not 1 <= concurrency <= 256:
-        raise ValueError("concurrency must be between 1 and 256.")
+    if not 1 <= concurrency <= params.CONCURRENCY_MAX:
+        raise ValueError(f"concurrency must be between 1 and {params.CONCURRENCY_MAX}.")
+    tries = settings.GENERATION_TRIES if tries is None else tries
+    if not 1 <= tries <= params.TRIES_MAX:
+        raise ValueError(f"tries must be between 1 and {params.TRIES_MAX}; got {tries}.")
     job = GenerationJob.objects.create(
         selection_run=selection_run,
         tasks=list(dict.fromkeys(tasks)),
@@ -217,6 +221,7 @@ def create_generation_job(
         concurrency=concurrency,
         execute=execute,
         few_shot=settings.FEW_SHOT if few_shot is None else few_shot,
+        tries=tries,
         created_by=user,
     )
     plan_instances(job)
@@ -546,32 +551,56 @@ class _Drain:
         )
 
     async def _generate(self, row: Instance) -> bool:
-        """Generate, parse, check and run one row; False when it failed there (and was recorded so)."""
-        slug = row.task.slug
+        """Generate, parse, check and run one row; False when it failed there (and was recorded so).
+
+        A reply that does not parse, fails a static check or fails its own tests goes back to the
+        generator with the error, up to the job's `tries` replies (SelfCodeAlign keeps only
+        instances whose code passes its tests; a small teacher often fixes a missing import or a
+        wrong expected value once it sees the traceback). The last reply's failure is recorded."""
         good, bad = await self.examples(row)
-        fields, required = fields_for(slug, row.language)
-        completion = await self._call(
-            row,
-            LLMCall.Role.GENERATOR,
-            row.generator_model,
-            build_messages(row, good, bad),
-            None,
-        )
-        row.raw_response = completion.text
-        try:
-            values = parse_fields(completion.text, fields, required)
-        except ParseError as exc:
-            await self.db(_fail, row, Instance.Stage.PARSE_FAILED, f"Generator output did not parse: {exc}")
+        messages = prompt = build_messages(row, good, bad)
+        for attempt in range(1, self.job.tries + 1):
+            completion = await self._call(row, LLMCall.Role.GENERATOR, row.generator_model, messages, None)
+            row.raw_response = completion.text
+            failure = await self._read_reply(row, completion.text)
+            if failure is None:
+                return True
+            stage, name, detail = failure
+            if attempt == self.job.tries:
+                break
+            # Only the last failed reply goes back: the prompt stays short for a small model.
+            messages = [
+                *prompt,
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": _feedback(row, name, detail)},
+            ]
+        if stage == Instance.Stage.PARSE_FAILED:
+            await self.db(_fail, row, stage, f"Generator output did not parse: {detail}")
             return False
+        if stage == Instance.Stage.CHECK_FAILED:
+            await self._check_failed(row, name, detail)
+            return False
+        return True  # its own tests failed: judged all the same, with the execution result shown
+
+    async def _read_reply(self, row: Instance, text: str) -> tuple[str | None, str, str] | None:
+        """Fill the row from a generator reply, check and run it: None when it is fine, else (the stage a
+        final failure records, or None for a failed run; the check's name; what went wrong)."""
+        slug = row.task.slug
+        fields, required = fields_for(slug, row.language)
+        try:
+            values = parse_fields(text, fields, required)
+        except ParseError as exc:
+            return Instance.Stage.PARSE_FAILED, "parse", str(exc)
         for field in fields:
             setattr(row, field, values.get(field, ""))
         if slug in ("summarization", "translation"):
             row.input = row.sample.code
+        row.checks, row.failed_check = [], ""
+        row.execution_status = row.execution_detail = ""
         if plants_bug(slug, row.language):
             unplanted = _plant_or_why(row)
             if unplanted:
-                await self._check_failed(row, *unplanted)
-                return False
+                return Instance.Stage.CHECK_FAILED, *unplanted
         results = checks.run_static_checks(
             task=slug,
             instruction=row.instruction,
@@ -584,11 +613,12 @@ class _Drain:
         row.checks = checks.as_json(results)
         failure = checks.first_failure(results)
         if failure:
-            await self._check_failed(row, failure.name, failure.detail)
-            return False
+            return Instance.Stage.CHECK_FAILED, failure.name, failure.detail
         if self.job.execute:
             row.execution_status, row.execution_detail = await asyncio.to_thread(execute_instance, row)
-        return True
+            if row.execution_status in ("failed", "timeout"):
+                return None, "execution", row.execution_detail
+        return None
 
     async def _check_failed(self, row: Instance, name: str, detail: str) -> None:
         row.failed_check = name
@@ -609,6 +639,27 @@ def _plant_or_why(row: Instance) -> tuple[str, str] | None:
         )
     row.input, row.explanation = planted.buggy, planted.explanation()
     return None
+
+
+def _feedback(row: Instance, name: str, detail: str) -> str:
+    """What the generator is told when its reply failed: the error, then the format again."""
+    _, required = fields_for(row.task.slug, row.language)
+    if name == "parse":
+        what = f"Your reply could not be read: {detail}"
+    elif name == "execution":
+        what = (
+            "Running your code with your tests failed:\n"
+            f"{detail[-1200:].strip()}\n"
+            "Fix the code, or the tests where they expect a wrong value, and add any missing import"
+        )
+    else:
+        what = f"Your reply failed the check {name}: {detail}"
+    return (
+        f"{what}.\n\nWrite the whole reply again, with the sections "
+        + ", ".join(f"### {f}" for f in required)
+        + "."
+        + _reminder(row.task.slug, row.language)
+    )
 
 
 def execute_instance(row: Instance) -> tuple[str, str]:

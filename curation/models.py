@@ -421,6 +421,11 @@ class GenerationJob(Job):
     concurrency = models.PositiveSmallIntegerField(default=8)
     execute = models.BooleanField(default=True, help_text="Run Python outputs and asserts in the sandbox.")
     few_shot = models.PositiveSmallIntegerField(default=2, help_text="Good and bad pool examples per prompt.")
+    tries = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Generator replies per instance: a reply that does not parse, fails a static check or "
+        "fails its own tests is shown to the generator with the error, and it writes another.",
+    )
     # Workers stop claiming new instances while paused; in-flight ones finish.
     paused = models.BooleanField(default=False)
     # Totals kept up to date by the workers, so the dashboard polls one row.

@@ -29,6 +29,7 @@ SAMPLES_PER_TASK_MAX = 100_000
 INSTANCES_PER_SAMPLE_MAX = 20
 CONCURRENCY_MAX = 256  # LLM requests in flight
 FEW_SHOT_MAX = 16  # good and bad pool examples per prompt: more does not fit a prompt
+TRIES_MAX = 10  # generator replies per instance
 DATASET_SIZE_MAX = 10_000_000  # instances in one dataset version (the export bench runs 1,000,000)
 INGEST_CHARS_MAX = 10_000_000  # the length window of ingested code
 TEXT_PARAM_MAX = 1000  # characters of a text query parameter (a search, a language, a slug)

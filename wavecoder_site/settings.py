@@ -331,6 +331,8 @@ LLM_MAX_RETRIES = int(os.environ.get("WAVECODER_LLM_MAX_RETRIES", 5))
 LLM_MAX_TOKENS = int(os.environ.get("WAVECODER_LLM_MAX_TOKENS", 768))
 # Good and bad pool examples per prompt (each kind), for the generator and the discriminator.
 FEW_SHOT = int(os.environ.get("WAVECODER_FEW_SHOT", 2))
+# Generator replies per instance: later ones are told why the previous one failed (parse, checks, tests).
+GENERATION_TRIES = int(os.environ.get("WAVECODER_GENERATION_TRIES", 3))
 # USD per million tokens, "model=input/output,…", for the cost estimate of generation jobs.
 LLM_PRICES = {
     name.strip(): tuple(float(x) for x in price.split("/"))

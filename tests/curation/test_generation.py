@@ -136,9 +136,15 @@ def test_static_check_failure_skips_the_discriminator(db):
 
     with OpenAIStub(responder=broken_code) as server:
         job = generation.run_generation(_job(tasks=["generation"], samples=1).pk, client=_client(server))
-        assert server.count == 1
+        # The generator was told why and tried again, up to the job's tries; no verdict was asked for.
+        assert server.count == job.tries == 3
+        retry = server.requests[1]["messages"]
+        assert retry[-2] == {"role": "assistant", "content": broken_code(server.requests[0])}
+        assert "Your reply failed the check output_parses" in retry[-1]["content"]
+        assert len(server.requests[2]["messages"]) == len(retry)  # only the last failed reply goes back
     instance = job.instances.get()
     assert (instance.stage, instance.failed_check) == (Instance.Stage.CHECK_FAILED, "output_parses")
+    assert LLMCall.objects.filter(instance=instance, role=LLMCall.Role.GENERATOR).count() == 3
 
 
 def test_garbage_judgement_is_recorded(db):
@@ -283,6 +289,8 @@ def test_retry_failures_retries_only_the_failures(db):
         ({"tasks": ["poetry"]}, "Tasks must be"),
         ({"samples": 0}, "samples_per_task"),
         ({"concurrency": 0}, "concurrency"),
+        ({"tries": 0}, "tries must be between 1 and 10"),
+        ({"tries": 11}, "tries must be between 1 and 10"),
     ],
 )
 def test_bad_job_parameters_are_clear_errors(db, kwargs, message):
@@ -309,14 +317,53 @@ def test_failing_asserts_are_recorded(db):
 
     with OpenAIStub(responder=wrong) as server:
         job = generation.create_generation_job(
-            selection_run=make_selection(), tasks=["generation"], samples_per_task=1
+            selection_run=make_selection(), tasks=["generation"], samples_per_task=1, tries=2
         )
         generation.run_generation(job.pk, client=_client(server))
     instance = job.instances.get()
     assert instance.execution_status == "failed"
     assert "AssertionError" in instance.execution_detail
+    # The generator saw the traceback once; the last reply failed too and was judged all the same.
+    assert "Running your code with your tests failed" in server.requests[1]["messages"][-1]["content"]
+    assert "AssertionError" in server.requests[1]["messages"][-1]["content"]
+    assert instance.status == Instance.Status.DONE
     # The discriminator is told the result.
-    assert "Running its code with its tests: failed." in server.requests[1]["messages"][1]["content"]
+    assert "Running its code with its tests: failed." in server.requests[2]["messages"][1]["content"]
+
+
+def test_a_reply_that_fails_its_tests_is_written_again_with_the_traceback(db):
+    def learns(request):
+        if is_discriminator(request):
+            return responder(request)
+        reply = generator_fields(request)
+        told = "Running your code with your tests failed" in request["messages"][-1]["content"]
+        # First a missing import (a small teacher's usual slip), then the fixed reply.
+        reply["output"] = "def add(a, b):\n    return a + b" + ("" if told else " + math.floor(0)")
+        return sections(request, reply)
+
+    with OpenAIStub(responder=learns) as server:
+        job = generation.create_generation_job(
+            selection_run=make_selection(), tasks=["generation"], samples_per_task=1, tries=3
+        )
+        generation.run_generation(job.pk, client=_client(server))
+        assert server.count == 3  # two generator replies, one verdict
+        assert "NameError: name 'math' is not defined" in server.requests[1]["messages"][-1]["content"]
+    instance = job.instances.get()
+    assert instance.execution_status == "passed" and instance.output == "def add(a, b):\n    return a + b"
+    assert instance.status == Instance.Status.DONE and not instance.failure
+    assert LLMCall.objects.filter(instance=instance, role=LLMCall.Role.GENERATOR).count() == 2
+
+
+def test_one_try_asks_the_generator_once(db):
+    def unreadable(request):
+        return "no sections here" if not is_discriminator(request) else responder(request)
+
+    with OpenAIStub(responder=unreadable) as server:
+        job = generation.run_generation(
+            _job(tasks=["summarization"], samples=1, tries=1).pk, client=_client(server)
+        )
+        assert server.count == 1
+    assert job.instances.get().stage == Instance.Stage.PARSE_FAILED
 
 
 def test_client_concurrency_keeps_requests_in_flight(db):

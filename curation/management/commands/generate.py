@@ -24,6 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--discriminator-model", help="Model name for the Discriminator")
         parser.add_argument("--concurrency", type=int, help="Requests in flight at once")
         parser.add_argument("--no-execute", action="store_true", help="Do not run generated code")
+        parser.add_argument(
+            "--tries", type=int, help="Generator replies per instance when one fails (default: setting)"
+        )
         parser.add_argument("--job", type=int, help="Continue this job instead of creating one")
         parser.add_argument("--retry-failures", action="store_true", help="With --job: retry its failures")
         parser.add_argument("--queue", action="store_true", help="Queue it for Celery workers instead")
@@ -79,6 +82,7 @@ class Command(BaseCommand):
                 discriminator_model=models["discriminator_model"],
                 concurrency=opts["concurrency"],
                 execute=not opts["no_execute"],
+                tries=opts["tries"],
             )
         except ValueError as exc:
             raise CommandError(str(exc))
