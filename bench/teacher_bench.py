@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--tries", type=int, help="generator replies per instance (default: the setting)")
     parser.add_argument("--show", type=int, default=10, help="instances to print in full at the end")
     args = parser.parse_args()
 
@@ -125,6 +126,7 @@ def main() -> None:
             generator_model=args.model,
             discriminator_model=args.model,
             concurrency=args.concurrency,
+            tries=args.tries,
         )
         started = time.monotonic()
         generation.run_generation(job.pk)
@@ -149,6 +151,7 @@ def main() -> None:
         "restated",
         "names target",
         "tests catch bug",
+        "gen. calls/inst",
     )
     for slug in ("summarization", "generation", "translation", "repair"):
         instances = list(Instance.objects.filter(job=job, task__slug=slug))
@@ -175,6 +178,7 @@ def main() -> None:
         )
         caught = sum(i.execution_detail.startswith("the tests fail on the buggy") for i in executed)
         catches = f"{caught}/{len(executed)}" if slug == "repair" else "–"
+        tries = calls.filter(role=LLMCall.Role.GENERATOR).count() / n
         rows.append(
             (
                 slug,
@@ -190,6 +194,7 @@ def main() -> None:
                 f"{restated:.0%}",
                 names,
                 catches,
+                f"{tries:.2f}",
             )
         )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

@@ -90,6 +90,7 @@ class GenerationJobForm(forms.Form):
         required=False, initial=True, help_text="Run Python outputs and asserts in the sandbox."
     )
     tries = forms.IntegerField(
+        required=False,
         min_value=1,
         max_value=params.TRIES_MAX,
         initial=settings.GENERATION_TRIES,

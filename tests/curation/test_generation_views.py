@@ -1,6 +1,7 @@
 """Curator pages and API for tasks, generation jobs and instances."""
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from curation import generation
@@ -86,13 +87,14 @@ def test_generation_form_queues_a_job(curator_client, django_capture_on_commit_c
                 "generator_model": "smollm2-135m-instruct",
                 "discriminator_model": "smollm2-135m-instruct",
                 "concurrency": 4,
+                "tries": 2,
             },
         )
     job = GenerationJob.objects.get()
     assert response["Location"] == reverse("generation-detail", args=[job.pk])
-    assert job.progress_total == 4 and len(callbacks) == 1
+    assert job.progress_total == 4 and len(callbacks) == 1 and job.tries == 2
     page = curator_client.get(response["Location"]).content.decode()
-    assert "Pause" in page and "Cancel" in page
+    assert "Pause" in page and "Cancel" in page and "2 tries per instance" in page
     assert 'hx-trigger="every 2s"' in page
 
 
@@ -148,6 +150,13 @@ def test_generation_api(curator_client, django_capture_on_commit_callbacks):
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["counts"]["pending"] == 3
+    assert body["tries"] == settings.GENERATION_TRIES  # left out: the setting
+    too_many = curator_client.post(
+        "/api/generation-jobs/",
+        {"selection_run": selection.pk, "tasks": ["generation"], "samples_per_task": 1, "tries": 11},
+        content_type="application/json",
+    )
+    assert too_many.status_code == 400 and "tries" in too_many.json()
     paused = curator_client.post(f"/api/generation-jobs/{body['id']}/pause/").json()
     assert paused["job"]["paused"] is True
     bad = curator_client.post(
