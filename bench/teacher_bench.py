@@ -32,30 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-LANGUAGE_NAMES = {
-    "javascript": ["javascript", "js"],
-    "typescript": ["typescript"],
-    "go": ["go", "golang"],
-    "rust": ["rust"],
-    "java": ["java"],
-    "cpp": ["c++", "cpp"],
-    "c": [" c ", " c."],
-    "csharp": ["c#", "csharp"],
-    "php": ["php"],
-    "ruby": ["ruby"],
-    "python": ["python"],
-}
-
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _names_language(instruction: str, language: str) -> bool:
-    text = f" {instruction.lower()} "
-    return any(name in text for name in LANGUAGE_NAMES.get(language, [language]))
 
 
 def _own_words(reason: str) -> str:
@@ -99,7 +80,7 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from curation import catalog, demo, generation, ingest, llm, selection
+    from curation import catalog, checks, demo, generation, ingest, llm, selection
     from curation.models import Instance, LLMCall, PoolExample, RuleVerdict
 
     call_command("migrate", verbosity=0)
@@ -172,7 +153,7 @@ def main() -> None:
         words = statistics.median([len(_own_words(r).split()) for r, _ in reasons]) if reasons else 0
         restated = sum(_restates(r, q) for r, q in reasons) / (len(reasons) or 1)
         names = (
-            f"{sum(_names_language(i.instruction, i.target_language) for i in parsed)}/{len(parsed)}"
+            f"{sum(checks.names_language(i.instruction, i.target_language) for i in parsed)}/{len(parsed)}"
             if slug == "translation"
             else "–"
         )

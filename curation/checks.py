@@ -15,6 +15,14 @@ from dataclasses import asdict, dataclass
 # inside identifiers (`os.path.join`) or numbers (3.5) do not end a sentence.
 _SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z`\"'(]|\s*$)")
 _CODE_TASK_OUTPUT = {"generation", "translation", "repair"}
+# How an instruction may name a language, by its slug (others by the slug itself).
+LANGUAGE_NAMES = {
+    "javascript": ["javascript", "js", "node.js"],
+    "go": ["go", "golang"],
+    "cpp": ["c++", "cpp"],
+    "csharp": ["c#", "csharp"],
+    "shell": ["shell", "bash", "sh"],
+}
 
 
 @dataclass
@@ -31,6 +39,12 @@ def count_sentences(text: str) -> int:
         return 0
     # Text without final punctuation still counts as one sentence.
     return max(1, len(_SENTENCE_END.findall(prose)))
+
+
+def names_language(text: str, language: str) -> bool:
+    """Whether prose names a language as a word of its own ("Java" is not named by "JavaScript")."""
+    names = LANGUAGE_NAMES.get(language.lower(), [language.lower()])
+    return any(re.search(rf"(?<![\w#+]){re.escape(name)}(?![\w#+])", text.lower()) for name in names)
 
 
 def python_parses(code: str) -> str | None:
@@ -175,6 +189,14 @@ def run_static_checks(
         results.append(
             CheckResult("translation_target", differs, "the target language must differ from the source")
         )
+        if differs:
+            results.append(
+                CheckResult(
+                    "instruction_names_target",
+                    names_language(instruction, target_language),
+                    f"the instruction must name the target language, {target_language}",
+                )
+            )
     for result in results:
         if result.passed:
             result.detail = ""

@@ -105,6 +105,30 @@ def test_translation_target_must_differ():
     assert first_failure(results).name == "translation_target"
 
 
+@pytest.mark.parametrize(
+    ("instruction", "target", "named"),
+    [
+        ("Translate this Python function into JavaScript.", "javascript", True),
+        ("Rewrite it in Go, keeping its behaviour.", "go", True),
+        ("Port this function to C++.", "cpp", True),
+        ("Translate this Python function into JavaScript.", "java", False),
+        ("Translate this Python function into another language.", "rust", False),
+    ],
+)
+def test_a_translation_instruction_must_name_its_target(instruction, target, named):
+    results = _check(
+        task="translation",
+        instruction=instruction,
+        input="def add(a, b):\n    return a + b",
+        output="fn add(a: i32, b: i32) -> i32 { a + b }",
+        target_language=target,
+    )
+    check = next(r for r in results if r.name == "instruction_names_target")
+    assert check.passed is named
+    if not named:
+        assert check.detail == f"the instruction must name the target language, {target}"
+
+
 def test_asserts_must_parse():
     failure = first_failure(_check(tests="assert add(1, 2) returns 3"))
     assert failure.name == "tests_parses"

@@ -78,6 +78,10 @@ def generator_fields(request: dict) -> dict[str, str]:
     fields = dict(GOOD[slug])
     if slug in ("summarization", "translation"):
         fields["input"] = "def add(a, b):\n    return a + b"
+    # The last "Translate it from … into …" is the code at hand's (earlier ones are few-shot turns).
+    targets = re.findall(r"Translate it from \S+ into (\S+?)\.\s*$", _prompt(request), re.M)
+    if slug == "translation" and targets:
+        fields["instruction"] = f"Translate the following Python function into {targets[-1]}."
     return fields
 
 
